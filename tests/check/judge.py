@@ -120,7 +120,7 @@ def error_hints(hints: dict[str, str]):
     except LearnerError as error:
         for needle, hint in hints.items():
             if needle in str(error):
-                where = f" ({error.where[1]!r} at line {error.where[0]})" if error.where else ""
+                where = f" (line {error.where[0]}: `{error.where[1]}`)" if error.where else ""
                 raise Fail(f"{hint}{where} [{error}]") from None
         raise
 

@@ -68,6 +68,7 @@ class Sandbox:
         self.env = env
         self.process = None
         self.import_error: LearnerError | None = None
+        self.hung: set[str] = set()  # what timed out once is not waited for again
 
     # -- life cycle ---------------------------------------------------------------------
     def _start(self) -> None:
@@ -135,8 +136,14 @@ class Sandbox:
             raise
 
     def call(self, target: tuple, args: tuple, kwargs: dict, deadline: float, during: str):
+        if during in self.hung:
+            raise LearnerTimeout(f"not run: {during} did not finish within the time limit in an earlier check")
         self.ensure_loaded()
-        return self._request(("call", target, args, kwargs), deadline, during=during)
+        try:
+            return self._request(("call", target, args, kwargs), deadline, during=during)
+        except LearnerTimeout:
+            self.hung.add(during)
+            raise
 
     def _request(self, command: tuple, deadline: float, during: str):
         try:

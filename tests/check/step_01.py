@@ -10,12 +10,12 @@ from tests.check.engine import Checklist, Fail
 from tests.check.judge import (Mistake, error_hints, expect_array, expect_close, expect_tuple,
                                layernorm, random_inputs)
 
-checklist = Checklist(step="01", title="LayerNorm forward in NumPy")
+checklist = Checklist(step="01", title="LayerNorm forward in NumPy", import_timeout=10)
 
 FORWARD = "layernorm_forward"
 BROADCAST_HINTS = {
-    "could not be broadcast": "Shapes do not line up: a mean or variance without keepdims=True is (N,), "
-                              "which does not broadcast against (N, D)",
+    "could not be broadcast": "Shapes do not broadcast: keep the mean and variance (N, 1) with keepdims=True, "
+                              "and gamma/beta (D,) or (1, D)",
 }
 
 
@@ -23,11 +23,21 @@ def forward_mistakes(x, gamma, beta, eps) -> list[Mistake]:
     """Outputs of the classic wrong forwards, in float64, each with the hint that names it."""
     x = np.asarray(x, np.float64)
     gamma, beta = np.reshape(gamma, -1), np.reshape(beta, -1)
-    d = x.shape[1]
+    n, d = x.shape
     mean = x.mean(axis=1, keepdims=True)
     var = x.var(axis=1, keepdims=True)
     xhat = (x - mean) / np.sqrt(var + eps)
-    return [
+    mistakes = []
+    if eps != 1e-5:
+        mistakes.append(Mistake("The eps argument is ignored: the result is the one for eps=1e-5. Use the `eps` "
+                                "parameter, not a constant", lambda: layernorm(x, gamma, beta, 1e-5)))
+    if eps != 0:
+        mistakes.append(Mistake("eps is not added: use np.sqrt(var + eps)", lambda: layernorm(x, gamma, beta, 0.0)))
+    if n == d:  # without keepdims, (N,) statistics broadcast along the wrong axis of a square input
+        mistakes.append(Mistake("The statistics lost their row axis: without keepdims=True a (N,) mean is "
+                                "subtracted along columns",
+                                lambda: (x - mean.T) / np.sqrt(var.T + eps) * gamma + beta))
+    return mistakes + [
         Mistake("The variance looks unbiased (divided by D-1); LayerNorm uses the biased variance (divide by D, "
                 "np.var's default ddof=0)",
                 lambda: (x - mean) / np.sqrt(var * d / (d - 1) + eps) * gamma + beta),
@@ -103,8 +113,9 @@ def row_shaped_params(learner):
     try:
         return forward_matches(learner, x, gamma.reshape(1, -1), beta.reshape(1, -1), 1e-5)
     except Fail as failure:
-        raise Fail(f"With gamma and beta of shape (1, D): {failure} Reshape them to (1, D) or (D,) "
-                   "before broadcasting; never transpose them.") from None
+        forward_matches(learner, x, gamma, beta, 1e-5)  # if (D,) fails too, that failure is the news
+        raise Fail(f"(D,) parameters work but (1, D) ones do not: {failure} Reshape them with "
+                   "np.reshape(gamma, (1, -1)), which fits both; never transpose them.") from None
 
 
 @checklist.check("output dtype matches the input (float32 in, float32 out)")
@@ -119,16 +130,7 @@ def keeps_dtype(learner):
 @checklist.check("eps is honoured (eps=10 shrinks the output as it should)")
 def eps_honoured(learner):
     x, gamma, beta = random_inputs(seed=4, n=3, d=5)
-    try:
-        return forward_matches(learner, x, gamma, beta, 10.0)
-    except Fail as failure:
-        y = forward_output(learner, x, gamma, beta, eps=10.0)
-        if np.allclose(y, layernorm(x, gamma, beta, 1e-5), atol=1e-6):
-            raise Fail("The eps argument is ignored: the result is the one for eps=1e-5. "
-                       "Use the `eps` parameter, not a constant.") from None
-        if np.allclose(y, layernorm(x, gamma, beta, 0.0), atol=1e-6):
-            raise Fail("eps is not added: use np.sqrt(var + eps).") from None
-        raise failure
+    return forward_matches(learner, x, gamma, beta, 10.0)
 
 
 @checklist.check("each row is normalised on its own (a row's output does not depend on the others)")
@@ -145,16 +147,17 @@ def rows_independent(learner):
 
 
 def _forward_and_inputs_after(learner_module, x, gamma, beta):
-    """Runs the forward on copies and sends the copies back, to see whether they were modified."""
-    learner_module.layernorm_forward(x, gamma, beta)
-    return x, gamma, beta
+    """Runs the forward on copies and sends y and the copies back, to see whether they were modified."""
+    y, _ = learner_module.layernorm_forward(x, gamma, beta)
+    return y, x, gamma, beta
 
 
 @checklist.check("x, gamma and beta are not modified")
 def inputs_untouched(learner):
     x, gamma, beta = random_inputs(seed=6, n=4, d=5)
-    after = expect_tuple(learner.probe(_forward_and_inputs_after, x, gamma, beta, during=f"calling {FORWARD}"),
-                         "the forward", 3)
+    y, *after = expect_tuple(learner.probe(_forward_and_inputs_after, x, gamma, beta, during=f"calling {FORWARD}"),
+                             "the forward", 4)
+    expect_array(y, "y", shape=x.shape)  # nothing to judge until the forward computes something
     for name, before, now in zip(("x", "gamma", "beta"), (x, gamma, beta), after):
         if not (isinstance(now, np.ndarray) and now.shape == before.shape and np.array_equal(now, before)):
             raise Fail(f"`{name}` was modified in place: work on a new array (x - mean, not x -= mean).")
@@ -184,9 +187,9 @@ def numpy_only(learner):
 
 
 def _line_events(learner_module, function_name, arguments_list):
-    """Counts the lines executed inside the learner's file for each call (a loop over rows grows)."""
+    """Lines executed inside the learner's file for each call (a loop over rows grows), and the last result."""
     target = learner_module.__file__
-    counts = []
+    counts, result = [], None
     for arguments in arguments_list:
         count = 0
 
@@ -200,14 +203,17 @@ def _line_events(learner_module, function_name, arguments_list):
 
         sys.settrace(tracer)
         try:
-            getattr(learner_module, function_name)(*arguments)
+            result = getattr(learner_module, function_name)(*arguments)
         finally:
             sys.settrace(None)
         counts.append(count)
-    return counts
+    return counts, result
 
 
-def expect_vectorised(counts, function_name) -> str:
+def expect_vectorised(probed, function_name) -> str:
+    counts, result = probed
+    first = result[0] if isinstance(result, (tuple, list)) and result else result
+    expect_array(first, f"the first value {function_name} returns")  # a TODO is not "vectorised"
     small, large = counts
     if large > small + 16:  # 64 rows instead of 2: a per-row loop runs its body 62 more times
         raise Fail(f"{function_name} runs {small} lines for 2 rows but {large} for 64: it loops over rows in "
@@ -218,5 +224,4 @@ def expect_vectorised(counts, function_name) -> str:
 @checklist.check("vectorised: no Python loop over rows")
 def vectorised(learner):
     cases = [random_inputs(seed=8, n=n, d=16) for n in (2, 64)]
-    counts = learner.probe(_line_events, FORWARD, cases, during=f"calling {FORWARD}")
-    return expect_vectorised(counts, FORWARD)
+    return expect_vectorised(learner.probe(_line_events, FORWARD, cases, during=f"calling {FORWARD}"), FORWARD)

@@ -1,0 +1,95 @@
+"""The workspace keeps its promises: one hop per step, pixi and make in step, skeletons match solutions."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import tomllib
+
+import pytest
+
+from tests.check.engine import REPO_ROOT, available_steps, load_checklist
+
+STEPS = available_steps()
+# `pixi run book` serves the book; `make book` builds it (the only intended difference).
+PIXI_ONLY_FLAGS = {"book": "--serve"}
+
+
+def pixi_tasks() -> dict[str, str]:
+    return tomllib.loads((REPO_ROOT / "pixi.toml").read_text())["tasks"]
+
+
+def make_command(target: str) -> str:
+    """The command `make TARGET` would run, with the venv's interpreter written as plain `python`."""
+    result = subprocess.run(["make", "-n", "-o", ".venv/.ready", target, "NN=", "ARGS="], cwd=REPO_ROOT, capture_output=True,
+                            text=True, check=True)
+    command = result.stdout.strip().splitlines()[-1]
+    return re.sub(r"^\.venv/bin/python\b", "python", command).strip()
+
+
+@pytest.mark.parametrize("task", sorted(pixi_tasks()))
+def test_pixi_and_make_run_the_same_command(task):
+    expected = pixi_tasks()[task]
+    extra = PIXI_ONLY_FLAGS.get(task)
+    if extra:
+        expected = expected.replace(f" {extra}", "")
+    assert make_command(task) == expected
+
+
+def test_every_step_has_a_task_in_both():
+    tasks = pixi_tasks()
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    for step in STEPS:
+        assert f"s{step}" in tasks
+        assert re.search(rf"^STEPS :=.*\bs{step}\b", makefile, re.M)
+
+
+def test_pins_are_the_same_in_pyproject_and_readme():
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    pins = {re.split(r"==", dep)[0]: dep for dep in project["dependencies"] if "==" in dep}
+    assert set(pins) >= {"max", "torch"}
+    readme = (REPO_ROOT / "README.md").read_text()
+    for dep in pins.values():
+        assert dep in readme, f"README does not state the pin {dep}"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO_ROOT / "README.md").read_text()
+    ci = (REPO_ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make test" in ci
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_each_step_is_one_hop_away(step):
+    checklist = load_checklist(step)
+    for path in (checklist.skeleton, checklist.solution, f"tests/check/step_{step}.py", f"docs/src/step_{step}.md"):
+        assert (REPO_ROOT / path).exists(), f"step {step}: {path} is missing"
+    assert f"step_{step}" in checklist.skeleton and f"solution_{step}" in checklist.solution
+
+
+def interface(path) -> dict[str, tuple]:
+    """Top-level functions and classes (with their methods): signature and docstring."""
+    tree = ast.parse((REPO_ROOT / path).read_text())
+    found = {}
+
+    def signature(node):
+        return ast.unparse(node.args), ast.get_docstring(node)
+
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            found[node.name] = signature(node)
+        elif isinstance(node, ast.ClassDef):
+            found[node.name] = ([ast.unparse(base) for base in node.bases], ast.get_docstring(node))
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef):
+                    found[f"{node.name}.{item.name}"] = signature(item)
+    return found
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_skeleton_has_the_solutions_names_signatures_and_docstrings(step):
+    checklist = load_checklist(step)
+    if not checklist.solution.endswith(".py"):
+        pytest.skip("not a Python step")
+    assert interface(checklist.skeleton) == interface(checklist.solution)

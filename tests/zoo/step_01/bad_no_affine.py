@@ -1,0 +1,8 @@
+"""EXPECT: random inputs :: not applied"""
+
+import numpy as np
+
+
+def layernorm_forward(x, gamma, beta, eps=1e-5):
+    y = (x - x.mean(axis=1, keepdims=True)) / np.sqrt(x.var(axis=1, keepdims=True) + eps)
+    return y, None

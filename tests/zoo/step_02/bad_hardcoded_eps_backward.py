@@ -1,0 +1,19 @@
+"""EXPECT: eps is honoured :: eps=1e-5 whatever"""
+
+import numpy as np
+
+
+def layernorm_forward(x, gamma, beta, eps=1e-5):
+    mean = x.mean(axis=1, keepdims=True)
+    y = (x - mean) / np.sqrt(x.var(axis=1, keepdims=True) + eps) * np.reshape(gamma, -1) + np.reshape(beta, -1)
+    return y, (x, gamma)
+
+
+def layernorm_backward(dy, cache):
+    x, gamma = cache
+    mean = x.mean(axis=1, keepdims=True)
+    rstd = 1.0 / np.sqrt(x.var(axis=1, keepdims=True) + 1e-5)
+    xhat = (x - mean) * rstd
+    g = dy * np.reshape(gamma, -1)
+    dx = rstd * (g - g.mean(axis=1, keepdims=True) - xhat * (g * xhat).mean(axis=1, keepdims=True))
+    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
