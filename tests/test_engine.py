@@ -61,7 +61,9 @@ def assert_clean_failure(result: subprocess.CompletedProcess, *phrases: str) -> 
         pytest.param("import numpy as np\nimport os\nos._exit(0)\n", ["The process exited (code 0)"],
                      id="os-exit-at-import"),
         pytest.param("import numpy as np\nimport os\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n"
-                     "    os._exit(0)\n", ["The process exited (code 0): something called sys.exit() or os._exit() while calling layernorm_forward"],
+                     "    os._exit(0)\n",
+                     ["The process exited (code 0): something called sys.exit() or os._exit() "
+                      "while calling layernorm_forward"],
                      id="os-exit-in-call"),
         pytest.param("import numpy as np\nimport sys\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n"
                      "    sys.exit(0)\n", ["called sys.exit()"], id="sys-exit-in-call"),

@@ -40,7 +40,8 @@ def test_oracle_gradients_match_finite_differences(shape, seed, n_axes, eps):
         return float(np.sum(layernorm(x_, gamma_, beta_, eps, axes=axes) * dy))
 
     h = 1e-6
-    for analytic, arrays, slot in ((dx, [x, gamma, beta], 0), (dgamma, [x, gamma, beta], 1), (dbeta, [x, gamma, beta], 2)):
+    arrays = [x, gamma, beta]
+    for slot, analytic in enumerate((dx, dgamma, dbeta)):
         numeric = np.zeros_like(analytic)
         for index in np.ndindex(analytic.shape):
             plus, minus = [a.copy() for a in arrays], [a.copy() for a in arrays]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import ast
 import re
 import subprocess
-import tomllib
 
 import pytest
+import tomllib
 
 from tests.check.engine import REPO_ROOT, available_steps, load_checklist
 
@@ -22,8 +22,8 @@ def pixi_tasks() -> dict[str, str]:
 
 def make_command(target: str) -> str:
     """The command `make TARGET` would run, with the venv's interpreter written as plain `python`."""
-    result = subprocess.run(["make", "-n", "-o", ".venv/.ready", target, "NN=", "ARGS="], cwd=REPO_ROOT, capture_output=True,
-                            text=True, check=True)
+    result = subprocess.run(["make", "-n", "-o", ".venv/.ready", target, "NN=", "ARGS="], cwd=REPO_ROOT,
+                            capture_output=True, text=True, check=True)
     command = result.stdout.strip().splitlines()[-1]
     return re.sub(r"^\.venv/bin/python\b", "python", command).strip()
 

@@ -11,9 +11,9 @@ import importlib
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from tests.check.sandbox import REPO_ROOT, LearnerCrashed, LearnerError, LearnerTimeout, MissingName, Sandbox
 
@@ -28,7 +28,7 @@ class Fail(Exception):
 @dataclass
 class Check:
     name: str
-    run: Callable[["Learner"], str | None]
+    run: Callable[[Learner], str | None]
     timeout: float
 
 
@@ -215,7 +215,8 @@ def run_checklist(checklist: Checklist, path: Path, options=None, on_result=None
             except Exception as bug:
                 if strict:
                     raise
-                result = Result(check.name, False, _short(f"The checker could not judge this result ({type(bug).__name__}: {bug})."))
+                verdict = f"The checker could not judge this result ({type(bug).__name__}: {bug})."
+                result = Result(check.name, False, _short(verdict))
             report.results.append(result)
             emit(result)
         if checklist.after:

@@ -5,9 +5,9 @@ Everything here runs in the judge's process on plain data returned by the learne
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -48,7 +48,8 @@ def expect_array(value, name: str, *, shape=None, dtype=None, shape_hint: str = 
     if not isinstance(value, np.ndarray):
         raise Fail(f"`{name}` is a {type(value).__name__} ({_brief(value)}); expected a NumPy array.")
     if shape is not None and tuple(value.shape) != tuple(shape):
-        raise Fail(f"`{name}` has shape {tuple(value.shape)}, expected {tuple(shape)}." + (f" {shape_hint}" if shape_hint else ""))
+        hint = f" {shape_hint}" if shape_hint else ""
+        raise Fail(f"`{name}` has shape {tuple(value.shape)}, expected {tuple(shape)}.{hint}")
     if dtype is not None and value.dtype != np.dtype(dtype):
         raise Fail(f"`{name}` is {value.dtype}, expected {np.dtype(dtype)} (the input's dtype): "
                    "compute in it, or cast the result back with .astype(x.dtype).")
@@ -74,7 +75,8 @@ def _brief(value) -> str:
 
 def _nan_hint(value) -> str:
     rows = np.argwhere(~np.isfinite(value))
-    return f" (first at index {tuple(int(i) for i in rows[0])}): a division by zero, or a square root of a negative number?"
+    first = tuple(int(i) for i in rows[0])
+    return f" (first at index {first}): a division by zero, or a square root of a negative number?"
 
 
 # -- comparing with the oracle, naming the mistake -------------------------------------------

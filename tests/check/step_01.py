@@ -7,8 +7,7 @@ import sys
 import numpy as np
 
 from tests.check.engine import Checklist, Fail
-from tests.check.judge import (Mistake, error_hints, expect_array, expect_close, expect_tuple,
-                               layernorm, random_inputs)
+from tests.check.judge import Mistake, error_hints, expect_array, expect_close, expect_tuple, layernorm, random_inputs
 
 checklist = Checklist(step="01", title="LayerNorm forward in NumPy", import_timeout=10)
 
@@ -74,7 +73,8 @@ def forward_matches(learner, x, gamma, beta, eps, *, atol=1e-6, rtol=1e-6) -> st
                         atol=atol, rtol=rtol, mistakes=forward_mistakes(x, gamma, beta, eps))
 
 
-@checklist.check("seed example 1 (eps=0): [[1, 2], [3, 4]] with gamma [2, 1], beta [0.5, -0.5] gives [[-1.5, 0.5], [-1.5, 0.5]]")
+@checklist.check("seed example 1 (eps=0): [[1, 2], [3, 4]] with gamma [2, 1], beta [0.5, -0.5] "
+                 "gives [[-1.5, 0.5], [-1.5, 0.5]]")
 def seed_example_1(learner):
     x = np.array([[1.0, 2.0], [3.0, 4.0]])
     y = forward_output(learner, x, np.array([2.0, 1.0]), np.array([0.5, -0.5]), eps=0.0)
@@ -158,7 +158,7 @@ def inputs_untouched(learner):
     y, *after = expect_tuple(learner.probe(_forward_and_inputs_after, x, gamma, beta, during=f"calling {FORWARD}"),
                              "the forward", 4)
     expect_array(y, "y", shape=x.shape)  # nothing to judge until the forward computes something
-    for name, before, now in zip(("x", "gamma", "beta"), (x, gamma, beta), after):
+    for name, before, now in zip(("x", "gamma", "beta"), (x, gamma, beta), after, strict=True):
         if not (isinstance(now, np.ndarray) and now.shape == before.shape and np.array_equal(now, before)):
             raise Fail(f"`{name}` was modified in place: work on a new array (x - mean, not x -= mean).")
     return ""

@@ -7,8 +7,17 @@ import sys
 import numpy as np
 
 from tests.check.engine import Checklist, Fail
-from tests.check.judge import (Mistake, error_hints, expect_array, expect_close, expect_tuple, layernorm,
-                               layernorm_grads, random_inputs, relative_error)
+from tests.check.judge import (
+    Mistake,
+    error_hints,
+    expect_array,
+    expect_close,
+    expect_tuple,
+    layernorm,
+    layernorm_grads,
+    random_inputs,
+    relative_error,
+)
 from tests.check.step_01 import BROADCAST_HINTS, _line_events, expect_vectorised, forward_mistakes
 
 checklist = Checklist(step="02", title="LayerNorm backward in NumPy", import_timeout=10)
@@ -102,7 +111,8 @@ def grads_of(learner, x, gamma, beta, eps, dy):
     for name, value in (("dgamma", dgamma), ("dbeta", dbeta)):
         expect_array(value, name)
         if value.shape not in ((d,), np.shape(gamma)):
-            axis_hint = " It was summed over axis 1: sum over axis 0 (the batch) instead." if value.shape == (n,) else ""
+            summed_rows = value.shape == (n,)
+            axis_hint = " It was summed over axis 1: sum over axis 0 (the batch) instead." if summed_rows else ""
             raise Fail(f"`{name}` has shape {value.shape}; expected ({d},) or the shape of gamma "
                        f"{np.shape(gamma)}.{axis_hint}")
     return y, dx, np.reshape(dgamma, -1), np.reshape(dbeta, -1)
@@ -110,12 +120,12 @@ def grads_of(learner, x, gamma, beta, eps, dy):
 
 def judge_grads(learner, x, gamma, beta, eps, dy, which=("dx", "dgamma", "dbeta")) -> str:
     _, dx, dgamma, dbeta = grads_of(learner, x, gamma, beta, eps, dy)
-    expected = dict(zip(("dx", "dgamma", "dbeta"), layernorm_grads(x, np.reshape(gamma, -1), eps, dy)))
+    expected = dict(zip(("dx", "dgamma", "dbeta"), layernorm_grads(x, np.reshape(gamma, -1), eps, dy), strict=True))
     got = {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}
     mistakes = backward_mistakes(x, gamma, eps, dy)
     details = [expect_close(got[name], expected[name], name=name, atol=1e-6, rtol=1e-6, mistakes=mistakes[name])
                for name in which]
-    return details[0] if len(details) == 1 else "; ".join(f"{n} {d}" for n, d in zip(which, details))
+    return details[0] if len(details) == 1 else "; ".join(f"{n} {d}" for n, d in zip(which, details, strict=True))
 
 
 def _random_case(seed, n=6, d=9, dtype=np.float64):
@@ -221,9 +231,10 @@ def nothing_mutated(learner):
     first, second, dy_after = result
     if not (isinstance(dy_after, np.ndarray) and np.array_equal(dy_after, dy)):
         raise Fail("`dy` was modified in place: compute into new arrays (g = dy * gamma, not dy *= gamma).")
-    first = [expect_array(a, name) for a, name in zip(expect_tuple(first, BACKWARD, 3), ("dx", "dgamma", "dbeta"))]
-    second = [expect_array(a, name) for a, name in zip(expect_tuple(second, BACKWARD, 3), ("dx", "dgamma", "dbeta"))]
-    for name, a, b in zip(("dx", "dgamma", "dbeta"), first, second):
+    names = ("dx", "dgamma", "dbeta")
+    first = [expect_array(a, name) for a, name in zip(expect_tuple(first, BACKWARD, 3), names, strict=True)]
+    second = [expect_array(a, name) for a, name in zip(expect_tuple(second, BACKWARD, 3), names, strict=True)]
+    for name, a, b in zip(names, first, second, strict=True):
         if a.shape != b.shape or not np.allclose(a, b, atol=1e-12):
             raise Fail(f"A second backward call gives a different {name}: the backward modifies the cache "
                        "(e.g. xhat *= ... on a cached array). Work on copies.")
