@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 
@@ -22,8 +23,10 @@ def pixi_tasks() -> dict[str, str]:
 
 def make_command(target: str) -> str:
     """The command `make TARGET` would run, with the venv's interpreter written as plain `python`."""
-    result = subprocess.run(["make", "-n", "-o", ".venv/.ready", target, "NN=", "ARGS="], cwd=REPO_ROOT,
-                            capture_output=True, text=True, check=True)
+    # A clean environment: under `make test`, MAKEFLAGS/MAKELEVEL would add "Entering directory" lines.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MAKE")}
+    result = subprocess.run(["make", "--no-print-directory", "-n", "-o", ".venv/.ready", target, "NN=", "ARGS="],
+                            cwd=REPO_ROOT, capture_output=True, text=True, check=True, env=env)
     command = result.stdout.strip().splitlines()[-1]
     return re.sub(r"^\.venv/bin/python\b", "python", command).strip()
 
