@@ -77,6 +77,7 @@ class Learner:
 
     def imported_modules(self) -> set[str]:
         """Top-level names of the modules the learner's file imports (for rules like "NumPy only")."""
+        self._sandbox.ensure_loaded()  # a file that does not import (or parse) has nothing to judge
         names = set()
         for node in ast.walk(ast.parse(self.source)):
             if isinstance(node, ast.Import):
@@ -98,9 +99,6 @@ class Learner:
         target = ("probe", function.__module__, function.__name__)
         during = during or function.__name__.strip("_").replace("_", " ")
         return self._sandbox.call(target, args, kwargs, self.deadline, during=during)
-
-    def printed(self) -> str:
-        return self._sandbox.printed()
 
 
 @dataclass

@@ -61,11 +61,10 @@ class _OutputDrain(threading.Thread):
 class Sandbox:
     """One child process running the learner's file; restarted after a crash or a hang."""
 
-    def __init__(self, path: Path, module_name: str, *, import_timeout: float, env=None):
+    def __init__(self, path: Path, module_name: str, *, import_timeout: float):
         self.path = Path(path).resolve()
         self.module_name = module_name
         self.import_timeout = import_timeout
-        self.env = env
         self.process = None
         self.import_error: LearnerError | None = None
         self.hung: set[str] = set()  # what timed out once is not waited for again
@@ -74,7 +73,7 @@ class Sandbox:
     def _start(self) -> None:
         cmd_read, cmd_write = os.pipe()
         reply_read, reply_write = os.pipe()
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1", **(self.env or {}))
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.check.worker", str(cmd_read), str(reply_write),
@@ -115,10 +114,11 @@ class Sandbox:
     def __exit__(self, *exc):
         self.stop()
 
-    def printed(self) -> str:
-        """The tail of what the learner's code printed (for hints after a failure)."""
+    def last_output_line(self) -> str:
+        """The last line the learner's process printed: after a crash, often the reason."""
         drain = getattr(self, "drain", None)
-        return drain.tail.decode("utf-8", "replace") if drain else ""
+        lines = drain.tail.decode("utf-8", "replace").strip().splitlines() if drain else []
+        return lines[-1].strip()[:300] if lines else ""
 
     # -- calls --------------------------------------------------------------------------
     def ensure_loaded(self) -> None:
@@ -201,4 +201,5 @@ class Sandbox:
             reason = f"the process was killed by signal {signal.Signals(-code).name}"
         else:
             reason = f"the process exited (code {code}): something called sys.exit() or os._exit()"
-        return LearnerCrashed(f"{reason} while {during}")
+        last = self.last_output_line()
+        return LearnerCrashed(f"{reason} while {during}" + (f"; its last output: {last!r}" if last else ""))
