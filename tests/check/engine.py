@@ -22,7 +22,11 @@ STRICT_ENV = "LAYERNORM_CHECK_STRICT"
 
 
 class Fail(Exception):
-    """A check's verdict against the learner; the message is the hint shown under ❌."""
+    """A check's verdict against the learner; the message is the hint shown under ❌.
+
+    A probe may raise it in the learner's process too (e.g. "your file defines no `LayerNorm`
+    class"): it arrives as that hint.
+    """
 
 
 @dataclass
@@ -156,6 +160,9 @@ def explain(error: LearnerError, path: Path) -> str:
     kind = error.exc_type
     if isinstance(error, (LearnerTimeout, LearnerCrashed, MissingName)):
         return text[0].upper() + text[1:]
+    if kind == "Fail":  # a probe's own verdict in the learner's process, e.g. "your class has no `ln`"
+        detail = error.detail[:1].upper() + error.detail[1:]
+        return detail if detail.endswith((".", "?", "!")) else detail + "."
     if kind == "NotImplementedError":
         return f"Still a TODO: NotImplementedError was raised{where}. Fill in that block."
     if kind == "SyntaxError" or kind == "IndentationError":

@@ -25,9 +25,10 @@ OUTPUT_TAIL_BYTES = 4000  # how much of the learner's printing we keep to show a
 class LearnerError(Exception):
     """The learner's code did not produce a value; `str()` is the sentence shown to them."""
 
-    def __init__(self, message: str, *, exc_type: str | None = None, where=None):
+    def __init__(self, message: str, *, exc_type: str | None = None, detail: str = "", where=None):
         super().__init__(message)
         self.exc_type = exc_type
+        self.detail = detail  # the exception's own message, without its type
         self.where = where  # (line, source) in the learner's file, when known
 
 
@@ -169,7 +170,7 @@ class Sandbox:
         if status == "raised":
             _, exc_type, message, where = reply
             text = f"{exc_type}: {message}" if message else exc_type
-            raise LearnerError(text, exc_type=exc_type, where=where)
+            raise LearnerError(text, exc_type=exc_type, detail=message, where=where)
         raise LearnerError(f"the result could not be sent back ({reply[1]})")
 
     def _read(self, size: int, deadline: float, during: str) -> bytes:
