@@ -44,6 +44,8 @@ class Checklist:
     default_timeout: float = 10.0
     skeleton: str | None = None  # paths relative to the repository root
     solution: str | None = None
+    # words in an import failure -> the hint that explains it (e.g. a module an old API had)
+    import_hints: dict[str, str] = field(default_factory=dict)
     # hooks: extra CLI options, lines printed before the checks, work done after them
     add_arguments: Callable | None = None
     notes: Callable | None = None
@@ -202,7 +204,7 @@ def run_checklist(checklist: Checklist, path: Path, options=None, on_result=None
         note(line)
     with Sandbox(path, path.stem, import_timeout=checklist.import_timeout) as sandbox:
         learner = Learner(sandbox, path, options)
-        imports = _import_check(sandbox, path)
+        imports = _import_check(sandbox, path, checklist.import_hints)
         report.results.append(imports)
         emit(imports)
         for check in checklist.checks:
@@ -230,10 +232,11 @@ def run_checklist(checklist: Checklist, path: Path, options=None, on_result=None
     return report
 
 
-def _import_check(sandbox: Sandbox, path: Path) -> Result:
+def _import_check(sandbox: Sandbox, path: Path, hints: dict[str, str]) -> Result:
     name = f"{path.name} imports"
     try:
         sandbox.ensure_loaded()
         return Result(name, True, "")
     except LearnerError as error:
-        return Result(name, False, _short(explain(error, path)))
+        extra = [hint for words, hint in hints.items() if words in str(error)]
+        return Result(name, False, _short(" ".join([explain(error, path), *extra])))

@@ -1,0 +1,98 @@
+"""Step 03 — LayerNorm as a Modular MAX module.
+
+    y = gamma * (x - mean) / sqrt(var + eps) + beta      (over the last axis)
+
+with the *biased* variance (divide by dim) and eps *inside* the square root. The module calls
+MAX's fused `F.layer_norm`; `layer_norm_from_scratch` composes the same maths from MAX
+primitives; `compile_layer_norm` turns the module into one compiled graph whose batch
+dimensions are symbolic, so it serves every batch size without recompiling.
+
+MAX 26.7 API: `Module` comes from `max.experimental.nn` and subclasses implement `forward`.
+(Older tutorials imported `max.nn.module_v3` and overrode `__call__`; both are gone.)
+
+Check your work with `make s03` (or `pixi run s03`). Page: docs/src/step_03.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from max.driver import CPU, Device
+from max.dtype import DType
+from max.experimental.nn import Module
+from max.experimental.tensor import default_dtype
+from max.graph import TensorType  # noqa: F401 (for TODO 6)
+
+# TODO 1: import the functional API as F, and Tensor.
+#   from max.experimental import functional as F       (F.layer_norm, F.mean, F.rsqrt)
+#   from max.experimental.tensor import Tensor         (Tensor.ones, Tensor.zeros)
+# Docs: https://docs.modular.com/max/api/python/experimental/functional
+#       https://docs.modular.com/max/api/python/experimental/tensor
+
+
+class LayerNorm(Module):
+    """Layer normalisation over the last axis, with a learned scale and shift."""
+
+    def __init__(self, dim: int, *, eps: float = 1e-5):
+        super().__init__()
+        if not eps > 0:
+            raise ValueError("eps must be a positive float (it keeps sqrt(var + eps) above zero); "
+                             f"got {eps!r}")
+        self.dim = dim
+        self.eps = eps
+        # TODO 2: the learned scale gamma, shape [dim], starting as all ones: Tensor.ones([dim]).
+        # Assign it to self.weight directly, so Module finds it as a parameter.
+        self.weight = None  # TODO
+        # TODO 3: the learned shift beta, shape [dim], starting as all zeros: Tensor.zeros([dim]).
+        self.bias = None  # TODO
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: F821 (Tensor arrives with TODO 1)
+        """Normalise `x` (..., dim) over its last axis; returns the same shape and dtype."""
+        # TODO 4: one call to the fused kernel, with this module's parameters and eps:
+        #   F.layer_norm(x, gamma=..., beta=..., epsilon=...)
+        # In MAX 26.7 this method is `forward`; Module.__call__ calls it for you.
+        _check_input(x, self.dim, self.weight.dtype)
+        return None  # TODO
+
+
+def _check_input(x, dim: int, dtype: DType) -> None:
+    """Bad input fails here, saying what was expected, rather than deep inside a kernel."""
+    if not isinstance(x, Tensor):  # noqa: F821
+        raise TypeError(f"LayerNorm expects a max Tensor, got {type(x).__name__}; "
+                        "wrap NumPy arrays with Tensor.from_dlpack(array).")
+    if x.rank == 0 or x.shape[-1] != dim:
+        shape = ", ".join(str(d) for d in x.shape)
+        raise ValueError(f"LayerNorm({dim}) expects inputs of shape (..., {dim}), got ({shape}).")
+    if not x.dtype.is_float():
+        raise TypeError(f"LayerNorm expects floating-point input, got {x.dtype.name}; "
+                        f"cast it with x.cast(DType.{dtype.name}).")
+    if x.dtype != dtype:
+        raise TypeError(f"LayerNorm's parameters are {dtype.name} but the input is "
+                        f"{x.dtype.name}; cast it with x.cast(DType.{dtype.name}).")
+
+
+def layer_norm_from_scratch(x: Tensor, gamma: Tensor, beta: Tensor, eps: float) -> Tensor:  # noqa: F821
+    """The same normalisation composed from MAX primitives (no F.layer_norm)."""
+    # TODO 5: compose it from MAX ops (no F.layer_norm). MAX reductions keep the reduced axis,
+    # so F.mean(x, axis=-1) is (..., 1) and broadcasts against x.
+    #   mean over the last axis -> centre x -> biased variance: the mean of the centred square
+    #   -> F.rsqrt(var + eps) (eps inside the root) -> scale by gamma, shift by beta
+    return None  # TODO
+
+
+def compile_layer_norm(dim: int, *, eps: float = 1e-5, device: Device | None = None,
+                       dtype: DType = DType.float32, batch_dims: Sequence[str] = ("batch",)):
+    """Compile a LayerNorm(dim) once; the result accepts any sizes for `batch_dims`.
+
+    Named dims ("batch", or ("batch", "seq")) are symbolic: one graph serves every batch size.
+    The weights are the module's current values (ones and zeros for a fresh module).
+    """
+    device = device or CPU()
+    with default_dtype(dtype):
+        layer = LayerNorm(dim, eps=eps)
+    layer.to(device)  # weights live where the graph runs
+    # TODO 6: describe the input with a symbolic batch and compile the module once:
+    #   input_type = TensorType(dtype, [*batch_dims, dim], device=layer.device)
+    #   return layer.compile(input_type)
+    # Docs: https://docs.modular.com/max/api/python/experimental/nn/module (Module.compile)
+    return None  # TODO
