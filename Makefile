@@ -2,6 +2,7 @@
 #   make s01                  check your step 01 (make s01 ARGS=--solution, ARGS="--file my.py --json")
 #   make test                 the project's own test suite
 #   make compare NN=03        your step 03 next to the solution
+#   make book, make figures, make bench, make browser-deps (see README.md)
 # `pixi run <task>` runs the same commands (a test keeps the two lists in step).
 
 PYTHON ?= python3
@@ -12,7 +13,7 @@ ARGS ?=
 NN ?= 01
 STEPS := s01 s02 s03 s04 s05 s06
 
-.PHONY: $(STEPS) test compare book figures bench fmt lint clean
+.PHONY: $(STEPS) test compare book figures bench browser-deps fmt lint clean
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +38,17 @@ figures: $(READY)
 
 bench: $(READY)
 	$(PY) -m bench.run $(ARGS)
+
+# Headless Chromium for tests/test_browser.py (skipped, with the reason, when it is missing).
+# Debian's package where we may install it; elsewhere Playwright's own build.
+browser-deps: $(READY)
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+		echo "chromium found"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-noto-color-emoji; \
+	else \
+		$(PY) -m playwright install chromium; \
+	fi
 
 fmt: $(READY)
 	$(PY) -m ruff format .

@@ -1,0 +1,280 @@
+"""The book: it builds without warnings, every include, link and image resolves, and no page drifts
+from the code (solution code is included, hints quoted from the checklists, seed numbers computed)."""
+
+from __future__ import annotations
+
+import ast
+import html
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+import pytest
+
+from docs import build as book_build
+from docs import preprocess
+from tests.check.engine import REPO_ROOT, available_steps, load_checklist
+
+SOURCE = REPO_ROOT / "docs" / "src"
+
+FENCE = re.compile(r"^(\s*)(```|~~~)(.*?)\n(.*?)^\1\2\s*$", re.MULTILINE | re.DOTALL)
+
+
+def build_book(destination: Path) -> subprocess.CompletedProcess:
+    """`make book` into `destination`; strict (a missing page fails) unless BOOK_ALLOW_DRAFTS=1,
+    which is for writing the book while pages are missing; test_every_page_in_summary_exists still fails."""
+    strict = [] if os.environ.get("BOOK_ALLOW_DRAFTS") == "1" else ["--strict"]
+    return subprocess.run([sys.executable, "-m", "docs.build", *strict, "--dest-dir", str(destination)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    destination = tmp_path_factory.mktemp("book")
+    return build_book(destination), destination
+
+
+def html_files(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.html"))
+
+
+# -- the build ------------------------------------------------------------------------------------
+def test_every_page_in_summary_exists():
+    missing = book_build.missing_pages()
+    assert not missing, f"SUMMARY.md lists pages that do not exist: {missing}"
+
+
+def test_book_builds_without_warnings(built):
+    result, destination = built
+    output = result.stdout + result.stderr
+    problems = [line for line in output.splitlines() if re.search(r"\b(WARN|ERROR|warning|error)\b", line, re.I)]
+    assert result.returncode == 0, output
+    assert not problems, output
+    assert (destination / "index.html").exists()
+
+
+def test_no_directive_left_unresolved(built):
+    _, destination = built
+    leftovers = [f"{page.relative_to(destination)}: {match}" for page in html_files(destination)
+                 for match in re.findall(r"\{\{#[^}]*\}\}", page.read_text(encoding="utf-8"))]
+    assert not leftovers, leftovers
+
+
+def test_formulas_are_drawn_not_left_as_tex(built):
+    _, destination = built
+    for page in html_files(destination):
+        text = page.read_text(encoding="utf-8")
+        body = re.sub(r"<(pre|code)\b.*?</\1>", "", text, flags=re.DOTALL)
+        assert "$$" not in body, f"{page.relative_to(destination)} shows raw $$ TeX"
+    assert 'class="formula"' in (destination / "step_02.html").read_text(encoding="utf-8")
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links, self.ids = [], set()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        for name in ("href", "src"):
+            if attrs.get(name) and tag in ("a", "img", "link", "script", "iframe"):
+                self.links.append((tag, attrs[name]))
+
+
+def test_every_internal_link_and_image_resolves(built):
+    _, destination = built
+    parsed = {}
+    for page in html_files(destination):
+        parser = _Links()
+        parser.feed(page.read_text(encoding="utf-8"))
+        parsed[page] = parser
+    broken = []
+    for page, parser in parsed.items():
+        for tag, link in parser.links:
+            parts = urlsplit(link)
+            if parts.scheme or link.startswith(("//", "#")) and tag != "a":
+                continue  # external (checked by the browser test: nothing may load from outside)
+            target = page if not parts.path else (page.parent / unquote(parts.path)).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                broken.append(f"{page.relative_to(destination)}: <{tag}> {link}")
+            elif parts.fragment and target.suffix == ".html" and target in parsed \
+                    and parts.fragment not in parsed[target].ids:
+                broken.append(f"{page.relative_to(destination)}: <{tag}> {link} (no such anchor)")
+    assert not broken, "\n".join(broken)
+
+
+def test_no_request_leaves_the_machine(built):
+    """Offline reading: no stylesheet, script, font or image is fetched from another host."""
+    _, destination = built
+    external = []
+    for page in html_files(destination):
+        for tag, link in re.findall(r"<(link|script|img|iframe)\b[^>]*?(?:href|src)=\"(https?:[^\"]+|//[^\"]+)\"",
+                                    page.read_text(encoding="utf-8")):
+            external.append(f"{page.relative_to(destination)}: <{tag}> {link}")
+    assert not external, external
+
+
+# -- no drift between the pages and the code --------------------------------------------------------
+def markdown_pages() -> list[Path]:
+    return sorted(SOURCE.rglob("*.md"))
+
+
+def code_lines() -> set[str]:
+    """Every non-trivial line of the solutions and the skeletons, stripped."""
+    lines = set()
+    for folder in ("solutions", "steps"):
+        for path in (REPO_ROOT / folder).rglob("*"):
+            if path.suffix in (".py", ".mojo") and "__pycache__" not in path.parts:
+                lines.update(line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+                             if len(line.strip()) >= 20 and not line.strip().startswith("#"))
+    return lines
+
+
+def test_every_include_resolves():
+    problems = []
+    for page in markdown_pages():
+        for target, anchor in re.findall(r"\{\{#include\s+([^:}\s]+)(?::([A-Za-z_][\w-]*))?\s*\}\}",
+                                         page.read_text(encoding="utf-8")):
+            path = (page.parent / target).resolve()
+            if not path.exists():
+                problems.append(f"{page.relative_to(SOURCE)}: {target} does not exist")
+            elif anchor and f"ANCHOR: {anchor}" not in path.read_text(encoding="utf-8"):
+                problems.append(f"{page.relative_to(SOURCE)}: {target} has no anchor {anchor!r}")
+    assert not problems, problems
+
+
+def test_no_page_pastes_solution_or_skeleton_code():
+    """Code from solutions/ or steps/ is shown with {{#include}}, never copied into a page."""
+    known = code_lines()
+    pasted = []
+    for page in markdown_pages():
+        for _, _, _, body in FENCE.findall(page.read_text(encoding="utf-8")):
+            lines = [line.strip() for line in body.splitlines()]
+            copied = [line for line in lines if line in known]
+            defines = [line for line in copied if line.startswith(("def ", "class ", "fn ", "struct "))]
+            if defines or len(copied) >= 3:
+                pasted.append(f"{page.relative_to(SOURCE)}: {(defines or copied)[0]!r}")
+        if re.search(r"^\s*def layernorm_(forward|backward)\(", page.read_text(encoding="utf-8"), re.MULTILINE):
+            pasted.append(f"{page.relative_to(SOURCE)}: defines layernorm_forward/backward by hand")
+    assert not pasted, "paste-by-hand found; use {{#include ../../solutions/...:anchor}}:\n" + "\n".join(pasted)
+
+
+def checklist_strings(step: str) -> str:
+    tree = ast.parse((REPO_ROOT / "tests" / "check" / f"step_{step}.py").read_text(encoding="utf-8"))
+    return "\n".join(node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
+                     and isinstance(node.value, str))
+
+
+@pytest.mark.parametrize("step", ["01", "02"])
+def test_quoted_hints_are_the_checkers_words(step):
+    """A hint quoted as **"…"** on a step page is text the checklist really prints."""
+    strings = checklist_strings(step)
+    quoted = re.findall(r'\*\*"([^"]+)"\*\*', (SOURCE / f"step_{step}.md").read_text(encoding="utf-8"))
+    assert quoted
+    unknown = [quote for quote in quoted
+               if not all(part.strip() in strings for part in re.split(r"…|\.\.\.", quote) if part.strip())]
+    assert not unknown, f"step_{step}.md quotes hints that tests/check/step_{step}.py does not print: {unknown}"
+
+
+def test_generated_check_lists_match_the_checker(built):
+    """{{#checklist NN}} lists the checks the engine runs, in its order."""
+    _, destination = built
+    for step in ("01", "02"):
+        page = (destination / f"step_{step}.html").read_text(encoding="utf-8")
+        for check in load_checklist(step).checks:
+            assert html.escape(check.name, quote=False).replace("'", "’") in page, (step, check.name)
+
+
+def _solution(name):
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "solutions" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_seed_numbers_in_the_text_are_what_the_solution_computes():
+    forward = _solution("solution_01").layernorm_forward
+    solution_02 = _solution("solution_02")
+    x = np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0]])
+    _, cache = solution_02.layernorm_forward(x, np.ones(3), np.zeros(3), eps=0.0)
+    dx, dgamma, dbeta = solution_02.layernorm_backward(np.ones_like(x), cache)
+    claims = {
+        "step_01.md": [
+            (forward(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([2.0, 1.0]), np.array([0.5, -0.5]), eps=0.0)[0][0],
+             ["-1.5", "0.5"]),
+            (forward(x, np.ones(3), np.zeros(3), eps=0.0)[0][0], ["-1.224745", "0.", "1.224745"]),
+            (forward(x, np.array([1.0, 2.0, 3.0]), np.array([0.5, -1.0, 2.0]), eps=0.0)[0][0],
+             ["-0.724745", "-1.", "5.674235"]),
+        ],
+        "step_02.md": [(dbeta, ["2.", "2.", "2."]), (dgamma, ["-2.449490", "0.", "2.449490"])],
+        "introduction.md": [
+            (forward(np.array([[2.0, 3.0, 5.0, 6.0]]), np.ones(4), np.zeros(4), eps=1e-4)[0][0],
+             ["-1.2649", "-0.6324", "0.6324", "1.2649"]),
+        ],
+    }
+    for page, checks in claims.items():
+        text = (SOURCE / page).read_text(encoding="utf-8")
+        for computed, shown in checks:
+            for value, written in zip(computed, shown, strict=True):
+                assert float(written) == pytest.approx(value, abs=0.6 * 10.0 ** -max(len(written.split(".")[1]), 1)), \
+                    (page, written, value)
+            assert all(written.rstrip(".") in text for written in shown), (page, shown)
+    assert np.allclose(dx, 0.0) and "all zeros" in (SOURCE / "step_02.md").read_text(encoding="utf-8")
+    assert (SOURCE / "vi" / "introduction.md").read_text(encoding="utf-8").count("1.2649") == 2
+
+
+def test_formulas_on_my_pages_are_correct_and_garbled_variants_only_as_warnings():
+    step_01 = (SOURCE / "step_01.md").read_text(encoding="utf-8")
+    assert r"\sqrt{\sigma^2 + \epsilon}" in step_01
+    assert r"\frac{1}{D}\sum_{j=1}^{D} (x_j - \mu)^2" in step_01  # biased: 1/D
+    for page in markdown_pages():
+        text = page.read_text(encoding="utf-8")
+        assert r"\sqrt{\sigma^2} + \epsilon" not in text and "D-1}" not in text, page
+
+
+# -- figures and languages ---------------------------------------------------------------------
+def test_images_have_alt_text_and_every_figure_is_used():
+    used = set()
+    for page in markdown_pages():
+        text = page.read_text(encoding="utf-8")
+        for tag in re.findall(r"<img\b[^>]*>", text):
+            assert re.search(r'alt="[^"]{20,}"', tag), f"{page.relative_to(SOURCE)}: image without alt text: {tag}"
+            used.update(Path(src).name for src in re.findall(r'src="([^"]+)"', tag))
+        for alt, src in re.findall(r"!\[([^\]]*)\]\(([^)\s]+)[^)]*\)", text):
+            assert len(alt.strip()) >= 20, f"{page.relative_to(SOURCE)}: image without alt text: {src}"
+            used.add(Path(src).name)
+    unused = sorted(path.name for path in (SOURCE / "figures").glob("*.png") if path.name not in used)
+    assert not unused, f"figures no page shows: {unused}"
+
+
+def test_every_english_step_page_has_a_vietnamese_counterpart_in_the_sidebar():
+    summary = (SOURCE / "SUMMARY.md").read_text(encoding="utf-8")
+    assert "# Tiếng Việt" in summary
+    for page in ["introduction.md"] + [f"step_{step}.md" for step in available_steps()]:
+        assert (SOURCE / "vi" / page).exists(), f"docs/src/vi/{page} is missing"
+        assert f"(vi/{page})" in summary, f"SUMMARY.md does not list vi/{page}"
+
+
+def test_language_switch_links_both_ways(built):
+    _, destination = built
+    english = (destination / "step_01.html").read_text(encoding="utf-8")
+    vietnamese = (destination / "vi" / "step_01.html").read_text(encoding="utf-8")
+    assert re.search(r'class="lang-switch".*?href="vi/step_01.html"', english, re.DOTALL)
+    assert re.search(r'class="lang-switch".*?href="../step_01.html"', vietnamese, re.DOTALL)
+    assert '<div lang="vi">' in vietnamese
+
+
+def test_preprocessor_reports_a_formula_it_cannot_draw():
+    with pytest.raises(preprocess.PageError, match="mathtext cannot draw"):
+        preprocess.render_display_math("$$\n\\frac{1}{\n$$")
+    assert "$$" in preprocess.render_display_math("```text\n$$ not maths in code $$\n```")

@@ -1,0 +1,112 @@
+# EXPECT: pass
+# One SIMD pass over x - x[0]: the shift keeps E[(x-K)²] - E[x-K]² stable.
+"""LayerNorm kernels for MAX: a naive scalar one and a fast one.
+
+The fast one uses SIMD across a row and threads across rows. Both compute, for each row of
+x (N, D) in float32,
+
+    y = (x - mean) / sqrt(var + epsilon) * gamma + beta
+
+with the biased variance (divide by D). `epsilon` is a compile-time parameter: Python passes it
+with `parameters={"epsilon": eps}`. Both kernels run on the CPU only.
+"""
+
+import extensibility
+from extensibility import InputTensor, OutputTensor
+from max.algorithm.functional import parallelize
+from max.gpu.host import DeviceContext
+from max.gpu.host.info import is_cpu
+from std.math import sqrt
+from std.sys import simd_width_of
+
+
+@extensibility.register("layer_norm_naive")
+struct LayerNormNaive[epsilon: Float32]:
+    """One element at a time, one row after another: the correct, slow baseline."""
+
+    @staticmethod
+    def execute[
+        target: StaticString,
+    ](
+        output: OutputTensor[dtype=DType.float32, rank=2, ...],  # (N, D)
+        x: InputTensor[dtype=DType.float32, rank=2, ...],  # (N, D)
+        gamma: InputTensor[dtype=DType.float32, rank=1, ...],  # (D,)
+        beta: InputTensor[dtype=DType.float32, rank=1, ...],  # (D,)
+        ctx: DeviceContext,
+    ) raises:
+        comptime if is_cpu[target]():
+            var rows = x.shape()[0]
+            var width = x.shape()[1]
+            for row in range(rows):
+                var total: Float32 = 0
+                for col in range(width):
+                    total += x[row, col]
+                var mean = total / Float32(width)
+                var squares: Float32 = 0
+                for col in range(width):
+                    var centred = x[row, col] - mean
+                    squares += centred * centred
+                var rstd = 1 / sqrt(squares / Float32(width) + Self.epsilon)
+                for col in range(width):
+                    output[row, col] = (x[row, col] - mean) * rstd * gamma[col] + beta[col]
+        else:
+            raise Error("layer_norm_naive runs on the CPU only; compile the graph for CPU()")
+
+
+@extensibility.register("layer_norm_fast")
+struct LayerNormFast[epsilon: Float32]:
+    """SIMD across each row, rows spread over the CPU cores."""
+
+    @staticmethod
+    def execute[
+        target: StaticString,
+    ](
+        output: OutputTensor[dtype=DType.float32, rank=2, ...],  # (N, D)
+        x: InputTensor[dtype=DType.float32, rank=2, ...],  # (N, D)
+        gamma: InputTensor[dtype=DType.float32, rank=1, ...],  # (D,)
+        beta: InputTensor[dtype=DType.float32, rank=1, ...],  # (D,)
+        ctx: DeviceContext,
+    ) raises:
+        comptime if is_cpu[target]():
+            # Floats per vector register: 16 with AVX-512, 8 with AVX2, 4 with NEON.
+            comptime W = simd_width_of[DType.float32]()
+            var rows = x.shape()[0]
+            var width = x.shape()[1]
+            # Row-major and contiguous: row r starts at element r * width.
+            var x_ptr = x.unsafe_ptr()
+            var y_ptr = output.unsafe_ptr()
+            var gamma_ptr = gamma.unsafe_ptr()
+            var beta_ptr = beta.unsafe_ptr()
+
+            def normalise_row(
+                row: Int
+            ) {var x_ptr, var y_ptr, var gamma_ptr, var beta_ptr, var width} -> None:
+                var xs = x_ptr.unsafe_offset(row * width)
+                var ys = y_ptr.unsafe_offset(row * width)
+                var shift = xs.unsafe_load(0)
+                var sums = SIMD[DType.float32, W](0)
+                var squares = SIMD[DType.float32, W](0)
+                var head = width - width % W
+                for col in range(0, head, W):
+                    var v = xs.unsafe_load[width=W](col) - shift
+                    sums += v
+                    squares += v * v
+                var total = sums.reduce_add()
+                var total_squares = squares.reduce_add()
+                for col in range(head, width):
+                    var v = xs.unsafe_load(col) - shift
+                    total += v
+                    total_squares += v * v
+                var shifted_mean = total / Float32(width)
+                var variance = max(total_squares / Float32(width) - shifted_mean * shifted_mean, 0)
+                var mean = shift + shifted_mean
+                var rstd = 1 / sqrt(variance + Self.epsilon)
+                for col in range(0, head, W):
+                    var xhat = (xs.unsafe_load[width=W](col) - mean) * rstd
+                    ys.unsafe_store(col, xhat * gamma_ptr.unsafe_load[width=W](col) + beta_ptr.unsafe_load[width=W](col))
+                for col in range(head, width):
+                    ys.unsafe_store(col, (xs.unsafe_load(col) - mean) * rstd * gamma_ptr.unsafe_load(col) + beta_ptr.unsafe_load(col))
+
+            parallelize(normalise_row, rows)
+        else:
+            raise Error("layer_norm_fast runs on the CPU only; compile the graph for CPU()")
