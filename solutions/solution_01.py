@@ -23,10 +23,10 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     """
     # ANCHOR: forward
     mean = x.mean(axis=1, keepdims=True)                         # (N, 1)
-    centred = x - mean                                           # (N, D)
-    var = np.mean(np.square(centred), axis=1, keepdims=True)     # (N, 1), biased: divides by D
+    y = x - mean                                                 # (N, D): centred; the one new array
+    var = np.vecdot(y, y)[:, None] / x.shape[1]                  # (N, 1), biased: divides by D
     rstd = 1.0 / np.sqrt(var + eps)                              # (N, 1), eps inside the sqrt
-    y = centred * rstd                                           # xhat, reusing the buffer below
+    y *= rstd                                                    # xhat, in place from here on
     y *= np.reshape(gamma, (1, -1))                              # (1, D) broadcasts over rows
     y += np.reshape(beta, (1, -1))
     # ANCHOR_END: forward

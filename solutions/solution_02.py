@@ -23,9 +23,9 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
         y: (N, D) array with the dtype of `x`; cache: (x, mean, rstd, gamma).
     """
     mean = x.mean(axis=1, keepdims=True)                         # (N, 1)
-    centred = x - mean
-    rstd = 1.0 / np.sqrt(np.mean(np.square(centred), axis=1, keepdims=True) + eps)  # (N, 1)
-    y = centred * rstd
+    y = x - mean                                                 # (N, D), centred
+    rstd = 1.0 / np.sqrt(np.vecdot(y, y)[:, None] / x.shape[1] + eps)  # (N, 1)
+    y *= rstd
     y *= np.reshape(gamma, (1, -1))
     y += np.reshape(beta, (1, -1))
     return y.astype(x.dtype, copy=False), (x, mean, rstd, gamma)
@@ -43,12 +43,15 @@ def layernorm_backward(dy, cache):
     """
     # ANCHOR: backward
     x, mean, rstd, gamma = cache
-    xhat = (x - mean) * rstd                                     # (N, D), recomputed
+    xhat = x - mean                                              # (N, D), recomputed...
+    xhat *= rstd                                                 # ...in place
     dbeta = dy.sum(axis=0)                                       # (D,) summed over the batch
     dgamma = np.einsum("nd,nd->d", dy, xhat)                     # (D,) without a (N, D) temporary
-    g = dy * np.reshape(gamma, (1, -1))                          # dL/dxhat
-    dx = g - g.mean(axis=1, keepdims=True)                       # path through the mean
-    dx -= xhat * np.mean(g * xhat, axis=1, keepdims=True)        # path through the variance
+    dx = dy * np.reshape(gamma, (1, -1))                         # g = dL/dxhat, becomes dx in place
+    g_xhat = np.vecdot(dx, xhat)[:, None] / x.shape[1]           # (N, 1) mean(g * xhat)
+    dx -= dx.mean(axis=1, keepdims=True)                         # path through the mean
+    xhat *= g_xhat                                               # xhat is not needed any more
+    dx -= xhat                                                   # path through the variance
     dx *= rstd
     # ANCHOR_END: backward
     return dx, dgamma.reshape(np.shape(gamma)), dbeta.reshape(np.shape(gamma))

@@ -1,0 +1,96 @@
+"""How long the learner waits for `make sNN`: the checker run on a step's solution, cold and warm.
+
+Cold means an empty MAX cache: MAX keeps compiled graphs and kernels under `MODULAR_DERIVED_PATH`
+(default ~/.cache/modular), so each step gets a fresh temporary directory there and the learner's own
+cache is never read, written or removed. Warm is the same command again, with that cache filled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.impls import REPO_ROOT
+
+MAX_CACHE_ENV = "MODULAR_DERIVED_PATH"  # read by MAX's config as `derived_path`; the cache is <it>/cache
+WARM_REPEATS = 2
+
+
+def _run_checker(step: str, env: dict, timeout: float) -> dict:
+    command = [sys.executable, "-m", "tests.check", step, "--solution", "--json"]
+    started = time.perf_counter()
+    try:
+        process = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"seconds": time.perf_counter() - started, "passed": False, "error": f"timed out after {timeout:.0f} s"}
+    seconds = time.perf_counter() - started
+    checks = passed = None
+    for line in process.stdout.splitlines():
+        try:
+            report = json.loads(line)
+        except ValueError:
+            continue
+        checks = len(report.get("checks", []))
+        passed = report.get("passed")
+    entry = {"seconds": seconds, "passed": bool(passed) and process.returncode == 0, "checks": checks}
+    if process.returncode not in (0, 1):
+        entry["error"] = (process.stderr.strip().splitlines() or [f"exit code {process.returncode}"])[-1][:300]
+    return entry
+
+
+def measure_step(step: str, *, timeout: float = 600.0) -> list[dict]:
+    """Rows {"step", "cache": "cold"|"warm", "seconds", "passed", ...} for one step's checker."""
+    if not (REPO_ROOT / "tests" / "check" / f"step_{step}.py").exists():
+        return [
+            {
+                "step": step,
+                "cache": cache,
+                "seconds": None,
+                "passed": None,
+                "skipped": f"tests/check/step_{step}.py does not exist yet",
+            }
+            for cache in ("cold", "warm")
+        ]
+    cache_root = tempfile.mkdtemp(prefix="layernorm-bench-max-cache-")
+    env = dict(os.environ, **{MAX_CACHE_ENV: cache_root})
+    env.pop("LAYERNORM_CHECK_STRICT", None)
+    try:
+        cold = _run_checker(step, env, timeout)
+        artefacts = [path for path in Path(cache_root).rglob("*") if path.is_file()]
+        cold["cache_files"] = len(artefacts)  # what the cold run compiled and stored
+        cold["cache_mb"] = round(sum(path.stat().st_size for path in artefacts) / 2**20, 1)
+        warm_runs = [_run_checker(step, env, timeout) for _ in range(WARM_REPEATS)]
+    finally:
+        shutil.rmtree(cache_root, ignore_errors=True)
+    warm = dict(
+        warm_runs[-1],
+        seconds=statistics.median(run["seconds"] for run in warm_runs),
+        runs=[round(run["seconds"], 2) for run in warm_runs],
+    )
+    return [{"step": step, "cache": "cold", **cold}, {"step": step, "cache": "warm", **warm}]
+
+
+def max_import_seconds() -> float | None:
+    """The part of a warm MAX step spent importing MAX alone (second of two runs: files in the OS cache)."""
+    command = [sys.executable, "-c", "import max.experimental.functional, max.experimental.nn"]
+    seconds = None
+    for _ in range(2):
+        started = time.perf_counter()
+        if subprocess.run(command, capture_output=True).returncode != 0:
+            return None
+        seconds = time.perf_counter() - started
+    return seconds
+
+
+def measure(steps: list[str]) -> list[dict]:
+    rows = []
+    for step in steps:
+        rows.extend(measure_step(step))
+    return rows
