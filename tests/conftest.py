@@ -1,0 +1,28 @@
+"""Keep MAX's side effects on the process environment out of the other tests.
+
+Importing MAX (as some step-03 tests do in this process) sets PYTHONEXECUTABLE and PYTHONPATH in
+the C-level environment without telling `os.environ`. A child process started afterwards
+inherits them and starts outside this virtual environment, without torch. So around every test
+the C-level environment is put back to what `os.environ` says.
+"""
+
+import os
+
+import pytest
+
+SET_BEHIND_PYTHONS_BACK = ("PYTHONEXECUTABLE", "PYTHONPATH")
+
+
+def _resync_environment() -> None:
+    for name in SET_BEHIND_PYTHONS_BACK:
+        if name in os.environ:
+            os.putenv(name, os.environ[name])
+        else:
+            os.unsetenv(name)
+
+
+@pytest.fixture(autouse=True)
+def environment_as_os_environ_says():
+    _resync_environment()
+    yield
+    _resync_environment()
