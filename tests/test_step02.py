@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from tests.check.engine import REPO_ROOT
-from tests.zoo_helpers import assert_zoo_case, check_file, failures, zoo_cases
+from tests.zoo_helpers import assert_zoo_case, check_file, checks_no_wrong_file_fails, failures, zoo_cases
 
 
 @pytest.mark.parametrize("path", zoo_cases("02"))
@@ -18,6 +18,10 @@ def test_zoo_is_big_enough():
     names = [case.values[0].name for case in zoo_cases("02")]
     assert sum(name.startswith("bad_") for name in names) >= 10
     assert sum(name.startswith("ok_") for name in names) >= 2
+
+
+def test_every_check_is_failed_by_some_wrong_file():
+    assert checks_no_wrong_file_fails("02") == set()
 
 
 def test_solution_passes_every_check():

@@ -73,3 +73,11 @@ def assert_zoo_case(step: str, path: Path, *extra_args: str) -> Report:
         + "\n".join(f"{r.name}: {r.message}" for r in failed)
     )
     return report
+
+
+def checks_no_wrong_file_fails(step: str) -> set[str]:
+    """Names of the step's checks that no `bad_*` zoo file fails: checks that may be unable to fail."""
+    never = {check.name for check in load_checklist(step).checks}
+    for path in sorted((ZOO / f"step_{step}").glob("bad_*.py")):
+        never -= {result.name for result in check_file(step, path).results if not result.passed}
+    return never
