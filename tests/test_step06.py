@@ -8,7 +8,6 @@ assembled in a temporary folder. Every case compiles Mojo, so this file takes mi
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import os
 import re
@@ -125,17 +124,8 @@ def test_skeleton_fails_cleanly_and_leaves_steps_untouched():
     assert _snapshot(SKELETON) == before, "checking the skeleton wrote files into steps/"
 
 
-def _top_level_signatures(path: Path) -> dict[str, str]:
-    tree = ast.parse(path.read_text())
-    signatures = {}
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            signatures[node.name] = ast.dump(node.args) if isinstance(node, ast.FunctionDef) else "class"
-    return signatures
-
-
-def test_skeleton_keeps_the_solutions_names_and_given_kernel():
-    assert _top_level_signatures(SKELETON / "step_06.py") == _top_level_signatures(SOLUTION / "solution_06.py")
+def test_skeleton_keeps_the_solutions_given_kernel():
+    # names, signatures and docstrings of step_06.py: tests/test_workspace.py, as for every step
     solution_kernel = (SOLUTION / "layer_norm.mojo").read_text()
     skeleton_kernel = (SKELETON / "layer_norm.mojo").read_text()
     naive = solution_kernel.split("# ANCHOR: naive\n")[1].split("# ANCHOR_END: naive")[0]

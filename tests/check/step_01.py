@@ -186,7 +186,7 @@ def numpy_only(learner):
     return ""
 
 
-def _line_events(learner_module, function_name, arguments_list):
+def line_events(learner_module, function_name, arguments_list):
     """Lines executed inside the learner's file for each call (a loop over rows grows), and the last result."""
     target = learner_module.__file__
     counts, result = [], None
@@ -224,4 +224,4 @@ def expect_vectorised(probed, function_name) -> str:
 @checklist.check("vectorised: no Python loop over rows")
 def vectorised(learner):
     cases = [random_inputs(seed=8, n=n, d=16) for n in (2, 64)]
-    return expect_vectorised(learner.probe(_line_events, FORWARD, cases, during=f"calling {FORWARD}"), FORWARD)
+    return expect_vectorised(learner.probe(line_events, FORWARD, cases, during=f"calling {FORWARD}"), FORWARD)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 from tests.check.engine import Checklist, Fail
@@ -18,7 +16,7 @@ from tests.check.judge import (
     random_inputs,
     relative_error,
 )
-from tests.check.step_01 import BROADCAST_HINTS, _line_events, expect_vectorised, forward_mistakes
+from tests.check.step_01 import BROADCAST_HINTS, expect_vectorised, forward_mistakes, line_events, numpy_only
 
 checklist = Checklist(step="02", title="LayerNorm backward in NumPy", import_timeout=10)
 
@@ -47,7 +45,7 @@ def _forward_many(learner_module, cases, eps):
 
 def _backward_line_events(learner_module, cases):
     prepared = [(dy, learner_module.layernorm_forward(x, gamma, beta)[1]) for x, gamma, beta, dy in cases]
-    return _line_events(learner_module, "layernorm_backward", prepared)
+    return line_events(learner_module, "layernorm_backward", prepared)
 
 
 # -- judging ------------------------------------------------------------------------------------
@@ -241,12 +239,7 @@ def nothing_mutated(learner):
     return ""
 
 
-@checklist.check("uses NumPy only")
-def numpy_only(learner):
-    foreign = sorted(learner.imported_modules() - {"numpy"} - set(sys.stdlib_module_names))
-    if foreign:
-        raise Fail(f"The step asks for NumPy only; the file imports {', '.join(foreign)}.")
-    return ""
+checklist.check("uses NumPy only")(numpy_only)  # the same rule as step 01
 
 
 @checklist.check("vectorised: no Python loop over rows in the backward")
