@@ -149,8 +149,8 @@ class Sandbox:
     def _request(self, command: tuple, deadline: float, during: str):
         try:
             wire.write_frame(self.cmd_fd, command)
-            header = self._read(wire._HEADER.size, deadline, during)
-            (size,) = wire._HEADER.unpack(header)
+            header = self._read(wire.HEADER.size, deadline, during)
+            (size,) = wire.HEADER.unpack(header)
             if size > wire.MAX_FRAME_BYTES:
                 raise LearnerCrashed(f"the process sent a garbled reply while {during}")
             reply = wire.loads_plain(self._read(size, deadline, during))

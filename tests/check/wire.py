@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_FRAME_BYTES = 1 << 30  # a reply larger than this is treated as garbage
-_HEADER = struct.Struct("!Q")
+HEADER = struct.Struct("!Q")
 _SCALARS = (type(None), bool, int, float, complex, str, bytes)
 
 
@@ -93,7 +93,7 @@ def loads_plain(payload: bytes):
 
 def write_frame(fd: int, obj) -> None:
     payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    data = _HEADER.pack(len(payload)) + payload
+    data = HEADER.pack(len(payload)) + payload
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
@@ -113,5 +113,5 @@ def read_exact(fd: int, size: int) -> bytes:
 
 
 def read_frame(fd: int):
-    (size,) = _HEADER.unpack(read_exact(fd, _HEADER.size))
+    (size,) = HEADER.unpack(read_exact(fd, HEADER.size))
     return pickle.loads(read_exact(fd, size))
