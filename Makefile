@@ -1,7 +1,9 @@
 # The route for machines without pixi: every target creates .venv on first use.
 #   make s01                  check your step 01 (make s01 ARGS=--solution, ARGS="--file my.py --json")
-#   make test                 the project's own test suite
-#   make compare NN=03        your step 03 next to the solution
+#   make test                 the project's own test suite (make test-fast: without MAX, Mojo, browser, slow)
+#   make watch                re-check the step you are on each time you save it (make status, make hint NN=03,
+#                             make reset NN=03)
+#   make compare NN=03        your TODO blocks beside the solution's
 #   make book, make figures, make bench, make browser-deps (see README.md)
 # `pixi run <task>` runs the same commands (a test keeps the two lists in step).
 
@@ -13,7 +15,9 @@ ARGS ?=
 NN ?= 01
 STEPS := s01 s02 s03 s04 s05 s06
 
-.PHONY: $(STEPS) test compare book figures bench browser-deps fmt lint clean
+FAST_TESTS := not max and not mojo and not browser and not slow
+
+.PHONY: $(STEPS) watch status hint reset test test-fast compare book figures bench browser-deps fmt lint clean
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +28,27 @@ $(READY): pyproject.toml
 $(STEPS): $(READY)
 	$(PY) -m tests.check $(patsubst s%,%,$@) $(ARGS)
 
+watch: $(READY)
+	$(PY) -m tests.check watch $(ARGS)
+
+status: $(READY)
+	$(PY) -m tests.check status $(ARGS)
+
+# hint without NN=..: the step you are on (the first that does not pass)
+hint: $(READY)
+	$(PY) -m tests.check hint $(if $(filter command line,$(origin NN)),$(NN)) $(ARGS)
+
+reset: $(READY)
+	$(PY) -m tests.check reset $(NN) $(ARGS)
+
+# In parallel, one worker per core; tests that compile MAX or Mojo share one worker (tests/conftest.py).
+PARALLEL := -n auto --dist loadgroup
+
 test: $(READY)
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest $(PARALLEL) $(ARGS)
+
+test-fast: $(READY)
+	$(PY) -m pytest $(PARALLEL) -m "$(FAST_TESTS)" $(ARGS)
 
 compare: $(READY)
 	$(PY) -m tests.check.compare $(NN) $(ARGS)

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.impls import REPO_ROOT
+from tests.check import REPO_ROOT
 
 MAX_CACHE_ENV = "MODULAR_DERIVED_PATH"  # read by MAX's config as `derived_path`; the cache is <it>/cache
 WARM_REPEATS = 2

@@ -18,7 +18,8 @@ from types import ModuleType
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.check import REPO_ROOT
+
 EPS = 1e-5
 
 

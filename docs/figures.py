@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-FIGURES = REPO / "docs" / "src" / "figures"
+from tests.check import REPO_ROOT
+
+FIGURES = REPO_ROOT / "docs" / "src" / "figures"
 PNG_METADATA = {"Software": None}  # no matplotlib version stamp: the bytes depend on the data only
 BLUE, ORANGE, GREY = "#1f77b4", "#d95f02", "#7f7f7f"
 
@@ -34,7 +35,7 @@ def _pyplot():
 
 def _solution(name: str):
     """A reference solution module, loaded from its file (solutions/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "solutions" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "solutions" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -76,12 +77,17 @@ def layernorm_vs_batchnorm() -> Path:
         axis.set_yticks(range(n))
         if highlight == "row":
             axis.add_patch(Rectangle((-0.5, 1.5), d, 1, fill=False, lw=2.5, ec="black"))
-            axis.text(d - 0.4, 2, f" mean {values[2].mean():+.2f}\n std {values[2].std():.2f}",
-                      va="center", fontsize=8)
+            axis.text(d - 0.4, 2, f" mean {values[2].mean():+.2f}\n std {values[2].std():.2f}", va="center", fontsize=8)
         elif highlight == "column":
             axis.add_patch(Rectangle((2.5, -0.5), 1, n, fill=False, lw=2.5, ec="black"))
-            axis.text(3, -0.6, f"mean {values[:, 3].mean():+.2f}, std {values[:, 3].std():.2f}",
-                      ha="center", va="bottom", fontsize=8)
+            axis.text(
+                3,
+                -0.6,
+                f"mean {values[:, 3].mean():+.2f}, std {values[:, 3].std():.2f}",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
     figure.colorbar(shown, ax=list(axes), shrink=0.75, pad=0.02, label="value (input rescaled to this range)")
     path = _save(figure, "layernorm_vs_batchnorm.png")
     plt.close(figure)
@@ -170,7 +176,7 @@ def numerics() -> list[Path]:
 def pre_post_ln() -> Path:
     path = FIGURES / "pre_post_ln.png"
     command = [sys.executable, "-m", "tests.check", "05", "--solution", "--plot", str(path)]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     if result.returncode != 0 or not path.exists():
         sys.stderr.write(result.stdout + result.stderr)
         raise SystemExit(f"error: {' '.join(command[1:])} failed (exit {result.returncode})")
@@ -194,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         made = FIGURE_MAKERS[name]()
         for path in made if isinstance(made, list) else [made]:
-            print(f"wrote {path.relative_to(REPO)}")
+            print(f"wrote {path.relative_to(REPO_ROOT)}")
     return 0
 
 

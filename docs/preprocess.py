@@ -59,8 +59,9 @@ def formula_svg(tex: str) -> bytes:
     figure.text(0, 0, f"${tex}$", fontsize=FONT_SIZE)
     buffer = io.BytesIO()
     try:
-        figure.savefig(buffer, format="svg", bbox_inches="tight", pad_inches=0.04, transparent=True,
-                       metadata={"Date": None})
+        figure.savefig(
+            buffer, format="svg", bbox_inches="tight", pad_inches=0.04, transparent=True, metadata={"Date": None}
+        )
     except ValueError as error:  # mathtext's parse errors
         raise PageError(f"mathtext cannot draw ${tex}$: {str(error).splitlines()[0]}") from None
     finally:

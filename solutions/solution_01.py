@@ -3,6 +3,9 @@
     y = gamma * (x - mean) / sqrt(var + eps) + beta      (per row, over the D features)
 
 with the *biased* variance (divide by D) and eps *inside* the square root.
+
+Check your work:  make s01   (or: pixi run s01)
+Read:             docs/src/step_01.md
 """
 
 import numpy as np

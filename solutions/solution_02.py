@@ -5,6 +5,9 @@ With xhat = (x - mean) * rstd and g = dy * gamma, the gradient of a row is
     dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
 
 The two subtracted terms are the paths through the mean and through the variance.
+
+Check your work:  make s02   (or: pixi run s02)
+Read:             docs/src/step_02.md (the derivation)
 """
 
 import numpy as np
@@ -22,6 +25,7 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     Returns:
         y: (N, D) array with the dtype of `x`; cache: (x, mean, rstd, gamma).
     """
+    # ANCHOR: forward
     mean = x.mean(axis=1, keepdims=True)                         # (N, 1)
     y = x - mean                                                 # (N, D), centred
     rstd = 1.0 / np.sqrt(np.vecdot(y, y)[:, None] / x.shape[1] + eps)  # (N, 1)
@@ -29,6 +33,7 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     y *= np.reshape(gamma, (1, -1))
     y += np.reshape(beta, (1, -1))
     return y.astype(x.dtype, copy=False), (x, mean, rstd, gamma)
+    # ANCHOR_END: forward
 
 
 def layernorm_backward(dy, cache):

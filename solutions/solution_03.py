@@ -9,6 +9,8 @@ dimensions are symbolic, so it serves every batch size without recompiling.
 
 MAX 26.7 API: `Module` comes from `max.experimental.nn` and subclasses implement `forward`.
 (Older tutorials imported `max.nn.module_v3` and overrode `__call__`; both are gone.)
+
+Check your work with `make s03` (or `pixi run s03`). Page: docs/src/step_03.md.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from collections.abc import Sequence
 
 from max.driver import CPU, Device
 from max.dtype import DType
-from max.experimental import functional as F
 from max.experimental.nn import Module
-from max.experimental.tensor import Tensor, default_dtype
+from max.experimental.tensor import default_dtype
 from max.graph import TensorType
+# ANCHOR: imports
+from max.experimental import functional as F
+from max.experimental.tensor import Tensor
+# ANCHOR_END: imports
 
 
 # ANCHOR: module
@@ -34,13 +39,17 @@ class LayerNorm(Module):
                              f"got {eps!r}")
         self.dim = dim
         self.eps = eps
+        # ANCHOR: parameters
         self.weight = Tensor.ones([dim])   # gamma, [dim]: starts as "scale by 1"
         self.bias = Tensor.zeros([dim])    # beta, [dim]: starts as "shift by 0"
+        # ANCHOR_END: parameters
 
     def forward(self, x: Tensor) -> Tensor:
         """Normalise `x` (..., dim) over its last axis; returns the same shape and dtype."""
         _check_input(x, self.dim, self.weight.dtype)
+        # ANCHOR: forward
         return F.layer_norm(x, gamma=self.weight, beta=self.bias, epsilon=self.eps)
+        # ANCHOR_END: forward
 # ANCHOR_END: module
 
 
@@ -63,11 +72,13 @@ def _check_input(x, dim: int, dtype: DType) -> None:
 # ANCHOR: from_scratch
 def layer_norm_from_scratch(x: Tensor, gamma: Tensor, beta: Tensor, eps: float) -> Tensor:
     """The same normalisation composed from MAX primitives (no F.layer_norm)."""
+    # ANCHOR: scratch
     mean = F.mean(x, axis=-1)                   # (..., 1): MAX reductions keep the reduced axis
     centred = x - mean                          # (..., dim)
     var = F.mean(centred * centred, axis=-1)    # (..., 1), biased: divides by dim
     rstd = F.rsqrt(var + eps)                   # 1 / sqrt(var + eps): eps inside the root
     return centred * rstd * gamma + beta        # gamma, beta: [dim], broadcast over the rows
+    # ANCHOR_END: scratch
 # ANCHOR_END: from_scratch
 
 
@@ -82,7 +93,9 @@ def compile_layer_norm(dim: int, *, eps: float = 1e-5, device: Device | None = N
     device = device or CPU()
     with default_dtype(dtype):
         layer = LayerNorm(dim, eps=eps)
-    layer.to(device)                            # weights live where the graph runs
+    layer.to(device)  # weights live where the graph runs
+    # ANCHOR: compile_call
     input_type = TensorType(dtype, [*batch_dims, dim], device=layer.device)
     return layer.compile(input_type)
+    # ANCHOR_END: compile_call
 # ANCHOR_END: compile

@@ -69,7 +69,7 @@ class LayerNorm(nn.Module):
 
 
 if __name__ == "__main__":
-    # Seed example: every position of a (batch, seq, 512) input comes out with mean 0 and std 1.
+    # Worked example: every position of a (batch, seq, 512) input comes out with mean 0 and std 1.
     layer_norm = LayerNorm(512)
     x = torch.randn(4, 10, 512)
     output = layer_norm(x)

@@ -24,6 +24,7 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
         y: (N, D) array with the dtype of `x`.
         cache: what the backward pass needs (step 02).
     """
+    # TODO-BLOCK: forward
     # TODO 1: the mean of each row, shape (N, 1).
     # Hint: x.mean(axis=..., keepdims=True) — keepdims keeps it broadcastable against (N, D).
     mean = None
@@ -32,11 +33,12 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     # Hint: subtract the mean first, then square; E[x²] - E[x]² loses all precision when the mean is large.
     var = None
 
-    # TODO 3: the normalised rows xhat = (x - mean) / sqrt(var + eps), shape (N, D).
-    xhat = None
+    # TODO 3: rstd = 1 / sqrt(var + eps), shape (N, 1): eps inside the square root.
+    rstd = None
 
-    # TODO 4: scale and shift. gamma and beta may be (D,) or (1, D): np.reshape(gamma, (1, -1)) fits both.
+    # TODO 4: xhat = (x - mean) * rstd, then scale and shift: y = xhat * gamma + beta, shape (N, D).
+    # gamma and beta may be (D,) or (1, D): np.reshape(gamma, (1, -1)) fits both.
     y = None
-
-    cache = (x, mean, var, gamma)  # step 02 decides what backward really needs
-    return y, cache
+    # TODO-BLOCK-END: forward
+    cache = (x, mean, rstd, gamma)  # small: xhat is recomputed in backward
+    return y.astype(x.dtype, copy=False), cache

@@ -25,9 +25,11 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     Returns:
         y: (N, D) array with the dtype of `x`; cache: (x, mean, rstd, gamma).
     """
+    # TODO-BLOCK: forward
     # TODO 1: paste your step 01 forward here, and cache what your backward will need.
     # Small caches are a virtue: (x, mean, rstd, gamma) is enough; xhat can be recomputed.
     raise NotImplementedError("TODO 1: the forward, with a cache for the backward")
+    # TODO-BLOCK-END: forward
 
 
 def layernorm_backward(dy, cache):
@@ -40,8 +42,8 @@ def layernorm_backward(dy, cache):
     Returns:
         dx: (N, D); dgamma and dbeta shaped like gamma.
     """
-    x, mean, rstd, gamma = cache
-
+    # TODO-BLOCK: backward
+    x, mean, rstd, gamma = cache  # what the forward above caches; change both together
     # TODO 2: dbeta — beta is added to every row, so its gradient sums dy over the batch (axis 0).
     dbeta = None
 
@@ -51,5 +53,5 @@ def layernorm_backward(dy, cache):
     # TODO 4: dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma, means along each row.
     # Hint: forgetting either subtracted term is the classic mistake; the checker names which one.
     dx = None
-
-    return dx, dgamma, dbeta
+    # TODO-BLOCK-END: backward
+    return dx, dgamma.reshape(np.shape(gamma)), dbeta.reshape(np.shape(gamma))

@@ -21,13 +21,14 @@ from max.driver import CPU, Device
 from max.dtype import DType
 from max.experimental.nn import Module
 from max.experimental.tensor import default_dtype
-from max.graph import TensorType  # noqa: F401 (for TODO 6)
-
+from max.graph import TensorType
+# TODO-BLOCK: imports
 # TODO 1: import the functional API as F, and Tensor.
 #   from max.experimental import functional as F       (F.layer_norm, F.mean, F.rsqrt)
 #   from max.experimental.tensor import Tensor         (Tensor.ones, Tensor.zeros)
 # Docs: https://docs.modular.com/max/api/python/experimental/functional
 #       https://docs.modular.com/max/api/python/experimental/tensor
+# TODO-BLOCK-END: imports
 
 
 class LayerNorm(Module):
@@ -40,24 +41,28 @@ class LayerNorm(Module):
                              f"got {eps!r}")
         self.dim = dim
         self.eps = eps
+        # TODO-BLOCK: parameters
         # TODO 2: the learned scale gamma, shape [dim], starting as all ones: Tensor.ones([dim]).
         # Assign it to self.weight directly, so Module finds it as a parameter.
-        self.weight = None  # TODO
+        self.weight = None
         # TODO 3: the learned shift beta, shape [dim], starting as all zeros: Tensor.zeros([dim]).
-        self.bias = None  # TODO
+        self.bias = None
+        # TODO-BLOCK-END: parameters
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: F821 (Tensor arrives with TODO 1)
+    def forward(self, x: Tensor) -> Tensor:
         """Normalise `x` (..., dim) over its last axis; returns the same shape and dtype."""
+        _check_input(x, self.dim, self.weight.dtype)
+        # TODO-BLOCK: forward
         # TODO 4: one call to the fused kernel, with this module's parameters and eps:
         #   F.layer_norm(x, gamma=..., beta=..., epsilon=...)
         # In MAX 26.7 this method is `forward`; Module.__call__ calls it for you.
-        _check_input(x, self.dim, self.weight.dtype)
-        return None  # TODO
+        return None
+        # TODO-BLOCK-END: forward
 
 
 def _check_input(x, dim: int, dtype: DType) -> None:
     """Bad input fails here, saying what was expected, rather than deep inside a kernel."""
-    if not isinstance(x, Tensor):  # noqa: F821
+    if not isinstance(x, Tensor):
         raise TypeError(f"LayerNorm expects a max Tensor, got {type(x).__name__}; "
                         "wrap NumPy arrays with Tensor.from_dlpack(array).")
     if x.rank == 0 or x.shape[-1] != dim:
@@ -71,13 +76,15 @@ def _check_input(x, dim: int, dtype: DType) -> None:
                         f"{x.dtype.name}; cast it with x.cast(DType.{dtype.name}).")
 
 
-def layer_norm_from_scratch(x: Tensor, gamma: Tensor, beta: Tensor, eps: float) -> Tensor:  # noqa: F821
+def layer_norm_from_scratch(x: Tensor, gamma: Tensor, beta: Tensor, eps: float) -> Tensor:
     """The same normalisation composed from MAX primitives (no F.layer_norm)."""
+    # TODO-BLOCK: scratch
     # TODO 5: compose it from MAX ops (no F.layer_norm). MAX reductions keep the reduced axis,
     # so F.mean(x, axis=-1) is (..., 1) and broadcasts against x.
     #   mean over the last axis -> centre x -> biased variance: the mean of the centred square
     #   -> F.rsqrt(var + eps) (eps inside the root) -> scale by gamma, shift by beta
-    return None  # TODO
+    return None
+    # TODO-BLOCK-END: scratch
 
 
 def compile_layer_norm(dim: int, *, eps: float = 1e-5, device: Device | None = None,
@@ -91,8 +98,10 @@ def compile_layer_norm(dim: int, *, eps: float = 1e-5, device: Device | None = N
     with default_dtype(dtype):
         layer = LayerNorm(dim, eps=eps)
     layer.to(device)  # weights live where the graph runs
+    # TODO-BLOCK: compile_call
     # TODO 6: describe the input with a symbolic batch and compile the module once:
     #   input_type = TensorType(dtype, [*batch_dims, dim], device=layer.device)
     #   return layer.compile(input_type)
     # Docs: https://docs.modular.com/max/api/python/experimental/nn/module (Module.compile)
-    return None  # TODO
+    return None
+    # TODO-BLOCK-END: compile_call

@@ -27,6 +27,7 @@ class LayerNorm(nn.Module):
             bias: learn `bias` too; False leaves it None.
         """
         super().__init__()
+        # TODO-BLOCK: init
         # TODO 1: store normalized_shape as a tuple ((512,) for 512), and eps.
         # Hint: isinstance(normalized_shape, int) tells the two cases apart.
         self.normalized_shape = None
@@ -37,6 +38,7 @@ class LayerNorm(nn.Module):
         # With elementwise_affine=False both are None; with bias=False only bias is None.
         self.weight = None
         self.bias = None
+        # TODO-BLOCK-END: init
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise `x` over its trailing dims, then scale and shift.
@@ -47,6 +49,7 @@ class LayerNorm(nn.Module):
         Returns:
             A tensor of the shape and dtype of `x`.
         """
+        # TODO-BLOCK: forward
         # TODO 3: raise an error naming both shapes when x's trailing dims are not normalized_shape
         # (nn.LayerNorm: "expected input with shape [*, 8], but got input of size [3, 7]").
 
@@ -58,10 +61,11 @@ class LayerNorm(nn.Module):
 
         # TODO 6: x_hat = (x - mean) / sqrt(var + eps), then weight and bias (when they are not None).
         raise NotImplementedError("TODO 3-6: LayerNorm.forward")
+        # TODO-BLOCK-END: forward
 
 
 if __name__ == "__main__":
-    # Seed example: every position of a (batch, seq, 512) input comes out with mean 0 and std 1.
+    # Worked example: every position of a (batch, seq, 512) input comes out with mean 0 and std 1.
     layer_norm = LayerNorm(512)
     x = torch.randn(4, 10, 512)
     output = layer_norm(x)

@@ -35,8 +35,10 @@ class PreLNBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., d_model) -> (..., d_model)."""
+        # TODO-BLOCK: pre
         # TODO 1: normalise the sublayer's input, and add the raw x back (the residual connection).
         raise NotImplementedError("TODO 1: PreLNBlock.forward")
+        # TODO-BLOCK-END: pre
 
 
 class PostLNBlock(nn.Module):
@@ -50,8 +52,10 @@ class PostLNBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., d_model) -> (..., d_model)."""
+        # TODO-BLOCK: post
         # TODO 2: the sublayer sees x itself; normalise the sum of x and the sublayer's output.
         raise NotImplementedError("TODO 2: PostLNBlock.forward")
+        # TODO-BLOCK-END: post
 
 
 def build_stack(kind: str, n_layers: int, d_model: int, d_ff: int) -> nn.Sequential:
@@ -60,9 +64,11 @@ def build_stack(kind: str, n_layers: int, d_model: int, d_ff: int) -> nn.Sequent
     A Pre-LN stack ends with one more nn.LayerNorm(d_model): its residual stream is never
     normalised inside the blocks. A Post-LN stack needs none (its last block ends with one).
     """
+    # TODO-BLOCK: stack
     # TODO 3: a list of n_layers *new* blocks ([block] * n_layers would share one block's weights),
     # a final nn.LayerNorm(d_model) for "pre" only, all in nn.Sequential(*layers).
     raise NotImplementedError("TODO 3: build_stack")
+    # TODO-BLOCK-END: stack
 
 
 def gradient_norms(stack: nn.Sequential, x: torch.Tensor, readout: torch.Tensor) -> list[float]:
@@ -76,9 +82,11 @@ def gradient_norms(stack: nn.Sequential, x: torch.Tensor, readout: torch.Tensor)
     Returns:
         One float per block, input side first: sqrt of the sum of its squared parameter gradients.
     """
+    # TODO-BLOCK: gradient_norms
     # TODO 4: clear old gradients (stack.zero_grad(): .grad accumulates), compute the loss, backward,
     # then for each block (not the final LayerNorm) the norm of all its parameters' .grad together.
     raise NotImplementedError("TODO 4: gradient_norms")
+    # TODO-BLOCK-END: gradient_norms
 
 
 def hidden_rms(stack: nn.Sequential, x: torch.Tensor) -> list[float]:

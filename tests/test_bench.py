@@ -16,8 +16,8 @@ import pytest
 
 from bench import impls, measure, report, run
 from bench.checker_latency import MAX_CACHE_ENV
+from tests.check import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 ROW_KEYS = {"impl", "pass", "shape", "dtype", "median_ms", "gbps", "roofline", "ratio_to_torch_native"}
 
 
@@ -33,7 +33,11 @@ def tiny_run(tmp_path_factory):
     (solutions / "solution_04.py").write_text("raise RuntimeError('half-written file')\n")
     committed = {
         path: path.read_bytes()
-        for path in (REPO_ROOT / "bench" / "results.json", REPO_ROOT / "docs" / "src" / "performance.md")
+        for path in (
+            REPO_ROOT / "bench" / "results.json",
+            REPO_ROOT / "bench" / "numbers.md",
+            REPO_ROOT / "docs" / "src" / "figures" / "bench.png",
+        )
         if path.exists()
     }
     out = root / "out"
@@ -87,7 +91,7 @@ def test_missing_implementations_are_reported_not_fatal(tiny_run):
     assert targets["max-fused-roofline"]["status"] == "not measured"
     assert "max-fused not available" in targets["max-fused-roofline"]["why"]
     assert "torch-scratch not available" in targets["torch-scratch-train"]["why"]
-    page = (tiny_run["out"] / "performance.md").read_text()
+    page = (tiny_run["out"] / "numbers.md").read_text()
     assert "max-fused (forward): not available" in page
 
 
@@ -117,17 +121,21 @@ def test_figures_follow_the_convention(tiny_run):
 def test_outputs_written_and_committed_ones_untouched(tiny_run):
     out = tiny_run["out"]
     assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    page = (out / "performance.md").read_text()
-    assert "](chart.png)" in page and "![" in page
-    assert "| numpy | forward |" in page and "## Targets" in page
+    numbers = (out / "numbers.md").read_text()
+    assert "| numpy | forward |" in numbers and "## Targets" in numbers
     for path, content in tiny_run["committed"].items():
         assert path.read_bytes() == content, f"a --out run rewrote {path}"
 
 
-def test_render_only_rebuilds_page_from_results(tiny_run, tmp_path):
+def test_render_only_rebuilds_the_numbers_from_results(tiny_run, tmp_path):
     shutil.copy(tiny_run["out"] / "results.json", tmp_path / "results.json")
     assert run.main(["--render-only", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "performance.md").read_text() == (tiny_run["out"] / "performance.md").read_text()
+    assert (tmp_path / "numbers.md").read_text() == (tiny_run["out"] / "numbers.md").read_text()
+
+
+def test_the_book_page_includes_the_numbers_and_the_chart():
+    page = (REPO_ROOT / "docs" / "src" / "performance.md").read_text()
+    assert "{{#include ../../bench/numbers.md}}" in page and "](figures/bench.png)" in page
 
 
 def _synthetic(rows, copy_gbps=50.0, checker=()):

@@ -30,8 +30,13 @@ def build_book(destination: Path) -> subprocess.CompletedProcess:
     """`make book` into `destination`; strict (a missing page fails) unless BOOK_ALLOW_DRAFTS=1,
     which is for writing the book while pages are missing; test_every_page_in_summary_exists still fails."""
     strict = [] if os.environ.get("BOOK_ALLOW_DRAFTS") == "1" else ["--strict"]
-    return subprocess.run([sys.executable, "-m", "docs.build", *strict, "--dest-dir", str(destination)],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "docs.build", *strict, "--dest-dir", str(destination)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +66,11 @@ def test_book_builds_without_warnings(built):
 
 def test_no_directive_left_unresolved(built):
     _, destination = built
-    leftovers = [f"{page.relative_to(destination)}: {match}" for page in html_files(destination)
-                 for match in re.findall(r"\{\{#[^}]*\}\}", page.read_text(encoding="utf-8"))]
+    leftovers = [
+        f"{page.relative_to(destination)}: {match}"
+        for page in html_files(destination)
+        for match in re.findall(r"\{\{#[^}]*\}\}", page.read_text(encoding="utf-8"))
+    ]
     assert not leftovers, leftovers
 
 
@@ -107,8 +115,12 @@ def test_every_internal_link_and_image_resolves(built):
                 target = target / "index.html"
             if not target.exists():
                 broken.append(f"{page.relative_to(destination)}: <{tag}> {link}")
-            elif parts.fragment and target.suffix == ".html" and target in parsed \
-                    and parts.fragment not in parsed[target].ids:
+            elif (
+                parts.fragment
+                and target.suffix == ".html"
+                and target in parsed
+                and parts.fragment not in parsed[target].ids
+            ):
                 broken.append(f"{page.relative_to(destination)}: <{tag}> {link} (no such anchor)")
     assert not broken, "\n".join(broken)
 
@@ -118,8 +130,10 @@ def test_no_request_leaves_the_machine(built):
     _, destination = built
     external = []
     for page in html_files(destination):
-        for tag, link in re.findall(r"<(link|script|img|iframe)\b[^>]*?(?:href|src)=\"(https?:[^\"]+|//[^\"]+)\"",
-                                    page.read_text(encoding="utf-8")):
+        for tag, link in re.findall(
+            r"<(link|script|img|iframe)\b[^>]*?(?:href|src)=\"(https?:[^\"]+|//[^\"]+)\"",
+            page.read_text(encoding="utf-8"),
+        ):
             external.append(f"{page.relative_to(destination)}: <{tag}> {link}")
     assert not external, external
 
@@ -130,21 +144,25 @@ def markdown_pages() -> list[Path]:
 
 
 def code_lines() -> set[str]:
-    """Every non-trivial line of the solutions and the skeletons, stripped."""
+    """Every non-trivial line of the solutions and the skeletons, stripped (imports are API, not solution)."""
     lines = set()
     for folder in ("solutions", "steps"):
         for path in (REPO_ROOT / folder).rglob("*"):
             if path.suffix in (".py", ".mojo") and "__pycache__" not in path.parts:
-                lines.update(line.strip() for line in path.read_text(encoding="utf-8").splitlines()
-                             if len(line.strip()) >= 20 and not line.strip().startswith("#"))
+                lines.update(
+                    line.strip()
+                    for line in path.read_text(encoding="utf-8").splitlines()
+                    if len(line.strip()) >= 20 and not line.strip().startswith(("#", "from ", "import "))
+                )
     return lines
 
 
 def test_every_include_resolves():
     problems = []
     for page in markdown_pages():
-        for target, anchor in re.findall(r"\{\{#include\s+([^:}\s]+)(?::([A-Za-z_][\w-]*))?\s*\}\}",
-                                         page.read_text(encoding="utf-8")):
+        for target, anchor in re.findall(
+            r"\{\{#include\s+([^:}\s]+)(?::([A-Za-z_][\w-]*))?\s*\}\}", page.read_text(encoding="utf-8")
+        ):
             path = (page.parent / target).resolve()
             if not path.exists():
                 problems.append(f"{page.relative_to(SOURCE)}: {target} does not exist")
@@ -170,19 +188,28 @@ def test_no_page_pastes_solution_or_skeleton_code():
 
 
 def checklist_strings(step: str) -> str:
-    tree = ast.parse((REPO_ROOT / "tests" / "check" / f"step_{step}.py").read_text(encoding="utf-8"))
-    return "\n".join(node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
-                     and isinstance(node.value, str))
+    """Every string the step's checklist can print: its own and those of the kit it builds hints from."""
+    files = [REPO_ROOT / "tests" / "check" / f"step_{step}.py", *(REPO_ROOT / "tests" / "check" / "kit").glob("*.py")]
+    trees = [ast.parse(path.read_text(encoding="utf-8")) for path in files]
+    return "\n".join(
+        node.value
+        for tree in trees
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    )
 
 
-@pytest.mark.parametrize("step", ["01", "02"])
+@pytest.mark.parametrize("step", available_steps())
 def test_quoted_hints_are_the_checkers_words(step):
     """A hint quoted as **"…"** on a step page is text the checklist really prints."""
     strings = checklist_strings(step)
     quoted = re.findall(r'\*\*"([^"]+)"\*\*', (SOURCE / f"step_{step}.md").read_text(encoding="utf-8"))
     assert quoted
-    unknown = [quote for quote in quoted
-               if not all(part.strip() in strings for part in re.split(r"…|\.\.\.", quote) if part.strip())]
+    unknown = [
+        quote
+        for quote in quoted
+        if not all(part.strip() in strings for part in re.split(r"…|\.\.\.", quote) if part.strip())
+    ]
     assert not unknown, f"step_{step}.md quotes hints that tests/check/step_{step}.py does not print: {unknown}"
 
 
@@ -202,7 +229,7 @@ def _solution(name):
     return module
 
 
-def test_seed_numbers_in_the_text_are_what_the_solution_computes():
+def test_worked_example_numbers_in_the_text_are_what_the_solution_computes():
     forward = _solution("solution_01").layernorm_forward
     solution_02 = _solution("solution_02")
     x = np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0]])
@@ -210,24 +237,33 @@ def test_seed_numbers_in_the_text_are_what_the_solution_computes():
     dx, dgamma, dbeta = solution_02.layernorm_backward(np.ones_like(x), cache)
     claims = {
         "step_01.md": [
-            (forward(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([2.0, 1.0]), np.array([0.5, -0.5]), eps=0.0)[0][0],
-             ["-1.5", "0.5"]),
+            (
+                forward(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([2.0, 1.0]), np.array([0.5, -0.5]), eps=0.0)[0][0],
+                ["-1.5", "0.5"],
+            ),
             (forward(x, np.ones(3), np.zeros(3), eps=0.0)[0][0], ["-1.224745", "0.", "1.224745"]),
-            (forward(x, np.array([1.0, 2.0, 3.0]), np.array([0.5, -1.0, 2.0]), eps=0.0)[0][0],
-             ["-0.724745", "-1.", "5.674235"]),
+            (
+                forward(x, np.array([1.0, 2.0, 3.0]), np.array([0.5, -1.0, 2.0]), eps=0.0)[0][0],
+                ["-0.724745", "-1.", "5.674235"],
+            ),
         ],
         "step_02.md": [(dbeta, ["2.", "2.", "2."]), (dgamma, ["-2.449490", "0.", "2.449490"])],
         "introduction.md": [
-            (forward(np.array([[2.0, 3.0, 5.0, 6.0]]), np.ones(4), np.zeros(4), eps=1e-4)[0][0],
-             ["-1.2649", "-0.6324", "0.6324", "1.2649"]),
+            (
+                forward(np.array([[2.0, 3.0, 5.0, 6.0]]), np.ones(4), np.zeros(4), eps=1e-4)[0][0],
+                ["-1.2649", "-0.6324", "0.6324", "1.2649"],
+            ),
         ],
     }
     for page, checks in claims.items():
         text = (SOURCE / page).read_text(encoding="utf-8")
         for computed, shown in checks:
             for value, written in zip(computed, shown, strict=True):
-                assert float(written) == pytest.approx(value, abs=0.6 * 10.0 ** -max(len(written.split(".")[1]), 1)), \
-                    (page, written, value)
+                assert float(written) == pytest.approx(value, abs=0.6 * 10.0 ** -max(len(written.split(".")[1]), 1)), (
+                    page,
+                    written,
+                    value,
+                )
             assert all(written.rstrip(".") in text for written in shown), (page, shown)
     assert np.allclose(dx, 0.0) and "all zeros" in (SOURCE / "step_02.md").read_text(encoding="utf-8")
     assert (SOURCE / "vi" / "introduction.md").read_text(encoding="utf-8").count("1.2649") == 2

@@ -20,15 +20,30 @@ import pytest
 from tests.check.engine import REPO_ROOT, available_steps
 from tests.test_book import build_book
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium_path() -> str | None:
     """$CHROMIUM, the system's Chromium, or the one `python -m playwright install chromium` downloads."""
     downloaded = sorted(Path.home().glob(".cache/ms-playwright/chromium-*/chrome-*/chrome"))
-    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser"), *map(str, downloaded[-1:])):
+    for candidate in (
+        os.environ.get("CHROMIUM"),
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+        *map(str, downloaded[-1:]),
+    ):
         if candidate and Path(candidate).exists():
             return candidate
     return None
@@ -58,8 +73,10 @@ def browser(tmp_path_factory):
     """A Chromium with a new, empty profile; records console errors and blocks off-machine requests."""
     executable = chromium_path()
     if executable is None:
-        pytest.skip("Chromium is not installed: make browser-deps (apt-get install -y chromium, or "
-                    "python -m playwright install chromium), or set CHROMIUM=/path/to/chromium")
+        pytest.skip(
+            "Chromium is not installed: make browser-deps (apt-get install -y chromium, or "
+            "python -m playwright install chromium), or set CHROMIUM=/path/to/chromium"
+        )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -67,8 +84,12 @@ def browser(tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=executable, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900})
+            str(profile),
+            executable_path=executable,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
         context.problems = []  # console errors, page errors, off-machine requests
 
         def block_outside(route):
@@ -86,8 +107,12 @@ def browser(tmp_path_factory):
 @pytest.fixture
 def page(browser):
     page = browser.new_page()
-    page.on("console", lambda message: message.type == "error"
-            and browser.problems.append(f"console error on {page.url}: {message.text}"))
+    page.on(
+        "console",
+        lambda message: (
+            message.type == "error" and browser.problems.append(f"console error on {page.url}: {message.text}")
+        ),
+    )
     page.on("pageerror", lambda error: browser.problems.append(f"page error on {page.url}: {error}"))
     yield page
     page.close()
@@ -152,8 +177,9 @@ def test_vietnamese_introduction_and_language_switch(page, site, tmp_path_factor
 
 def book_pages() -> list[str]:
     summary = (REPO_ROOT / "docs" / "src" / "SUMMARY.md").read_text(encoding="utf-8")
-    return [target.removeprefix("./").removesuffix(".md") + ".html"
-            for target in re.findall(r"\]\(([^)]+\.md)\)", summary)]
+    return [
+        target.removeprefix("./").removesuffix(".md") + ".html" for target in re.findall(r"\]\(([^)]+\.md)\)", summary)
+    ]
 
 
 def test_every_image_loads_on_every_page(page, site):

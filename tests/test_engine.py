@@ -22,14 +22,16 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
 
 
 def run_checker(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tests.check", *args], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "tests.check", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def check_source(tmp_path: Path, source: str, *extra: str) -> subprocess.CompletedProcess:
+    """The report for a file holding `source`, every failed check printed (--verbose)."""
     path = tmp_path / "submission.py"
     path.write_text(textwrap.dedent(source))
-    return run_checker("01", "--file", str(path), *extra)
+    return run_checker("01", "--file", str(path), "--verbose", *extra)
 
 
 def assert_clean_failure(result: subprocess.CompletedProcess, *phrases: str) -> None:
@@ -45,37 +47,68 @@ def assert_clean_failure(result: subprocess.CompletedProcess, *phrases: str) -> 
 @pytest.mark.parametrize(
     "source, phrases",
     [
-        pytest.param("import numpy as np\ndef layernorm_forward(x, gamma, beta, eps=1e-5)\n    return x, None\n",
-                     ["does not parse", "submission.py:2", "Not run: the file does not import"], id="syntax-error"),
-        pytest.param("import numpy as np\nimport not_a_real_module\n", ["An import failed", "not_a_real_module"],
-                     id="import-error"),
-        pytest.param("import numpy as np\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n"
-                     "    raise NotImplementedError\n", ["Still a TODO", "submission.py:3"], id="todo"),
-        pytest.param("import numpy as np\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n"
-                     "    mean = None\n    return x - mean, None\n", ["A `None` placeholder is still in use"],
-                     id="none-placeholder"),
-        pytest.param("import numpy as np\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n"
-                     "    return 1 / 0, None\n", ["ZeroDivisionError", "submission.py:3: `return 1 / 0, None`"],
-                     id="exception"),
+        pytest.param(
+            "import numpy as np\ndef layernorm_forward(x, gamma, beta, eps=1e-5)\n    return x, None\n",
+            ["does not parse", "submission.py:2", "Not run: the file does not import"],
+            id="syntax-error",
+        ),
+        pytest.param(
+            "import numpy as np\nimport not_a_real_module\n",
+            ["An import failed", "not_a_real_module"],
+            id="import-error",
+        ),
+        pytest.param(
+            "import numpy as np\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n    raise NotImplementedError\n",
+            ["Still a TODO", "submission.py:3"],
+            id="todo",
+        ),
+        pytest.param(
+            "import numpy as np\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n"
+            "    mean = None\n    return x - mean, None\n",
+            ["A `None` placeholder is still in use"],
+            id="none-placeholder",
+        ),
+        pytest.param(
+            "import numpy as np\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n    return 1 / 0, None\n",
+            ["ZeroDivisionError", "submission.py:3: `return 1 / 0, None`"],
+            id="exception",
+        ),
         pytest.param("import numpy as np\nimport sys\nsys.exit(0)\n", ["called sys.exit()"], id="sys-exit-at-import"),
-        pytest.param("import numpy as np\nimport os\nos._exit(0)\n", ["The process exited (code 0)"],
-                     id="os-exit-at-import"),
-        pytest.param("import numpy as np\nimport os\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n"
-                     "    os._exit(0)\n",
-                     ["The process exited (code 0): something called sys.exit() or os._exit() "
-                      "while calling layernorm_forward"],
-                     id="os-exit-in-call"),
-        pytest.param("import numpy as np\nimport sys\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n"
-                     "    sys.exit(0)\n", ["called sys.exit()"], id="sys-exit-in-call"),
-        pytest.param("import numpy as np\nimport ctypes\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n"
-                     "    ctypes.string_at(0)\n", ["killed by signal SIGSEGV"], id="segfault"),
-        pytest.param("import numpy as np\nimport torch\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n"
-                     "    return torch.from_numpy(x), None\n", ["is a torch.Tensor; expected a NumPy array"],
-                     id="returns-torch"),
-        pytest.param("import numpy as np\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n"
-                     "    return x\n", ["must return a tuple of 2 values"], id="no-cache"),
-        pytest.param("import numpy as np\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n"
-                     "    return x * np.nan, None\n", ["contains NaN"], id="nan"),
+        pytest.param(
+            "import numpy as np\nimport os\nos._exit(0)\n", ["The process exited (code 0)"], id="os-exit-at-import"
+        ),
+        pytest.param(
+            "import numpy as np\nimport os\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n    os._exit(0)\n",
+            ["The process exited (code 0): something called sys.exit() or os._exit() while calling layernorm_forward"],
+            id="os-exit-in-call",
+        ),
+        pytest.param(
+            "import numpy as np\nimport sys\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n    sys.exit(0)\n",
+            ["called sys.exit()"],
+            id="sys-exit-in-call",
+        ),
+        pytest.param(
+            "import numpy as np\nimport ctypes\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n"
+            "    ctypes.string_at(0)\n",
+            ["killed by signal SIGSEGV"],
+            id="segfault",
+        ),
+        pytest.param(
+            "import numpy as np\nimport torch\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n"
+            "    return torch.from_numpy(x), None\n",
+            ["is a torch.Tensor; expected a NumPy array"],
+            id="returns-torch",
+        ),
+        pytest.param(
+            "import numpy as np\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n    return x\n",
+            ["must return a tuple of 2 values"],
+            id="no-cache",
+        ),
+        pytest.param(
+            "import numpy as np\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n    return x * np.nan, None\n",
+            ["contains NaN"],
+            id="nan",
+        ),
         pytest.param("import numpy as np\n", ["your file defines no `layernorm_forward`"], id="missing-function"),
     ],
 )
@@ -83,16 +116,49 @@ def test_broken_files_fail_cleanly(tmp_path, source, phrases):
     assert_clean_failure(check_source(tmp_path, source), *phrases)
 
 
-def test_infinite_loop_is_stopped_once_and_not_waited_for_again(tmp_path):
-    result = check_source(tmp_path, "import numpy as np\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n"
-                                    "    while True:\n        pass\n")
-    assert_clean_failure(result, "no answer within the time limit while calling layernorm_forward",
-                         "did not finish within the time limit in an earlier check")
+@pytest.mark.slow  # waits for a time or memory limit on purpose
+def test_infinite_loop_is_stopped_by_the_cpu_limit_once(tmp_path):
+    result = check_source(
+        tmp_path,
+        "import numpy as np\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n    while True:\n        pass\n",
+    )
+    assert_clean_failure(
+        result,
+        "no answer within the time limit while calling layernorm_forward: it used",
+        "s of CPU (the limit is 5 s), an infinite loop or far too slow",
+        "--timeout-scale 3 (or LAYERNORM_TIMEOUT_SCALE=3)",
+        "Not run: calling layernorm_forward passed a limit in an earlier check (see above).",
+    )
+    assert result.stdout.count("it used") == 1  # waited for once, not once per check
 
 
+@pytest.mark.slow  # waits for a time or memory limit on purpose
+def test_a_call_blocked_without_spinning_hits_the_wall_clock_limit(tmp_path):
+    source = "import time\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n    time.sleep(10**6)\n"
+    result = check_source(tmp_path, source, "--timeout-scale", "0.2")  # 1 s of CPU, 6 s of wall clock
+    assert_clean_failure(result, "s passed (the limit is 6 s)", "blocked on input, a lock or a sleep?")
+
+
+@pytest.mark.slow  # waits for a time or memory limit on purpose
 def test_infinite_loop_at_import_is_stopped(tmp_path):
     result = check_source(tmp_path, "while True:\n    pass\n")
     assert_clean_failure(result, "no answer within the time limit while importing your file")
+
+
+@pytest.mark.slow  # waits for a time or memory limit on purpose
+def test_a_runaway_allocation_is_stopped_by_the_memory_limit(tmp_path):
+    source = (
+        "import numpy as np\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n"
+        "    hog = [np.ones(2**27) for _ in range(64)]  # 64 GiB, 1 GiB at a time\n    return x, None\n"
+    )
+    result = check_source(tmp_path, source, "--timeout-scale", "4")  # CPU to spare: the memory limit comes first
+    assert_clean_failure(result, "GiB of memory while calling layernorm_forward (the limit")
+
+
+@pytest.mark.parametrize("scale", ["0", "-1", "fast"])
+def test_timeout_scale_must_be_a_positive_number(scale):
+    result = run_checker("01", "--timeout-scale", scale)
+    assert result.returncode == 2 and "expected a positive number" in result.stderr
 
 
 def test_printing_megabytes_and_replacing_stdout_do_not_disturb_a_correct_file(tmp_path):
@@ -151,12 +217,15 @@ def test_grading_several_files_gives_one_json_line_each_and_fails_if_any_fails(t
     assert [Path(r["file"]).name for r in reports] == ["good.py", "bad.py"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["99"], "no step 99"),
-    (["01", "--file", "no/such/file.py"], "does not exist"),
-    (["01", "--solution", "--file", "x.py"], "not allowed with argument"),
-    (["one"], "expected a step number"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["99"], "no step 99"),
+        (["01", "--file", "no/such/file.py"], "does not exist"),
+        (["01", "--solution", "--file", "x.py"], "not allowed with argument"),
+        (["one"], "expected a step number"),
+    ],
+)
 def test_usage_errors_exit_2(args, message):
     result = run_checker(*args)
     assert result.returncode == 2
@@ -164,8 +233,11 @@ def test_usage_errors_exit_2(args, message):
 
 
 def _tree_fingerprint(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_checking_never_writes_into_steps():

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.check import wire
-from tests.check.judge import layernorm, layernorm_grads
+from tests.check.kit import layernorm, layernorm_grads
 
 shapes = st.tuples(st.integers(1, 4), st.integers(2, 6), st.integers(2, 5))
 
@@ -53,8 +53,11 @@ def test_oracle_gradients_match_finite_differences(shape, seed, n_axes, eps):
 
 plain = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
-    lambda children: st.lists(children, max_size=3) | st.tuples(children, children)
-    | st.dictionaries(st.text(max_size=3), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(max_size=3), children, max_size=3)
+    ),
     max_leaves=8,
 )
 

@@ -1,25 +1,24 @@
-"""Step 03 (LayerNorm as a MAX module): the checker against the solution, the skeleton and a zoo.
+"""Step 03 beyond the shared promises of tests/test_steps.py: options, notes, the GPU path, bad input.
 
-Each checker run starts a process that imports MAX; with a warm kernel cache a run takes
-seconds, the first run on a machine compiles MAX kernels and takes minutes.
+MAX is imported here (in this process, for the solution's own error messages) and in the checker's
+children; with a warm kernel cache a run takes seconds, a cold one minutes.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from tests.check.__main__ import _parser
+from tests.check.__main__ import parse_check_arguments
 from tests.check.engine import REPO_ROOT, load_checklist
-from tests.zoo_helpers import assert_zoo_case, check_file, zoo_cases
+from tests.zoo_helpers import check_file, cli_json
+
+pytestmark = pytest.mark.max
 
 STEP = "03"
-SEED_LINES = [
+WORKED_EXAMPLE_LINES = [
     "functional module is correctly imported as F from max.experimental",
     "Tensor is correctly imported from max.experimental.tensor",
     "LayerNorm class exists",
@@ -33,73 +32,25 @@ SEED_LINES = [
     "LayerNorm.bias is initialized",
     "LayerNorm.eps has correct default value: 1e-05",
 ]
-BEYOND_SEED = ["2-D (batch, dim) and 3-D (batch, seq, dim)", "layer_norm_from_scratch", "compile_layer_norm"]
+BEYOND = ["2-D (batch, dim) and 3-D (batch, seq, dim)", "layer_norm_from_scratch", "compile_layer_norm"]
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, LAYERNORM_CHECK_STRICT="1")
-    return subprocess.run([sys.executable, "-m", "tests.check", STEP, *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
-
-
-@pytest.fixture(scope="module")
-def solution_run():
-    return run_cli("--solution", "--device", "cpu")
-
-
-@pytest.fixture(scope="module")
-def skeleton_run():
-    return run_cli("--device", "cpu")
-
-
-def test_solution_passes_every_line(solution_run):
-    assert solution_run.returncode == 0, solution_run.stdout + solution_run.stderr
-    lines = [line for line in solution_run.stdout.splitlines() if line.startswith(("✅", "❌"))]
-    assert lines and all(line.startswith("✅") for line in lines), solution_run.stdout
-    for name in SEED_LINES + BEYOND_SEED:
-        assert any(name in line for line in lines), f"missing line {name!r}:\n{solution_run.stdout}"
-    assert "first run takes" in solution_run.stdout  # the compile-time note comes before the checks
-    assert "Ran on cpu:0." in solution_run.stdout
-
-
-def test_seed_lines_come_first_in_the_seed_order():
+def test_worked_example_lines_come_first_in_its_order():
     names = [check.name for check in load_checklist(STEP).checks]
-    for name, expected in zip(names, SEED_LINES, strict=False):
+    for name, expected in zip(names, WORKED_EXAMPLE_LINES, strict=False):
         assert expected in name
-    assert len(names) == len(SEED_LINES) + len(BEYOND_SEED)
+    assert len(names) == len(WORKED_EXAMPLE_LINES) + len(BEYOND)
 
 
-def test_skeleton_fails_cleanly(skeleton_run):
-    out = skeleton_run.stdout + skeleton_run.stderr
-    assert skeleton_run.returncode == 1, out
-    assert "Traceback" not in out
-    assert "✅ step_03.py imports" in out  # the skeleton imports; its TODOs fail as ❌ lines
-    failed = [line for line in out.splitlines() if line.startswith("❌")]
-    assert len(failed) >= 10, out
-    assert "placeholder" in out
-
-
-def test_json_report_of_the_solution():
-    result = run_cli("--solution", "--device", "cpu", "--json")
-    report = json.loads(result.stdout)
-    assert report["passed"] and result.returncode == 0
-    assert len(report["checks"]) == 1 + len(SEED_LINES) + len(BEYOND_SEED)
-
-
-@pytest.mark.parametrize("path", zoo_cases(STEP))
-def test_zoo(path):
-    assert_zoo_case(STEP, path, "--device", "cpu")
-
-
-def test_zoo_has_enough_cases():
-    cases = [param.values[0].name for param in zoo_cases(STEP)]
-    assert sum(name.startswith("bad_") for name in cases) >= 10
-    assert sum(name.startswith("ok_") for name in cases) >= 3
+def test_the_report_says_what_compiles_and_where_it_ran():
+    _, report = cli_json(STEP, "--solution")
+    assert "first run takes" in report["notes"][0]  # before the checks: the learner may wait a minute
+    assert report["notes"][-1] == "Ran on cpu:0."
 
 
 # -- the options and notes of the checklist --------------------------------------------------
 def parse(*args):
-    return _parser(load_checklist(STEP).add_arguments).parse_args([STEP, *args])
+    return parse_check_arguments([STEP, *args])[1]
 
 
 def test_device_option():

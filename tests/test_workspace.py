@@ -27,8 +27,14 @@ def make_command(target: str) -> str:
     """The command `make TARGET` would run, with the venv's interpreter written as plain `python`."""
     # A clean environment: under `make test`, MAKEFLAGS/MAKELEVEL would add "Entering directory" lines.
     env = {key: value for key, value in os.environ.items() if not key.startswith("MAKE")}
-    result = subprocess.run(["make", "--no-print-directory", "-n", "-o", ".venv/.ready", target, "NN=", "ARGS="],
-                            cwd=REPO_ROOT, capture_output=True, text=True, check=True, env=env)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-o", ".venv/.ready", target, "NN=", "ARGS="],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
     command = result.stdout.strip().splitlines()[-1]
     return re.sub(r"^\.venv/bin/python\b", "python", command).strip()
 
@@ -64,8 +70,11 @@ def test_pins_are_the_same_in_pyproject_and_readme():
 
 def test_ci_runs_only_what_the_readme_says():
     readme = (REPO_ROOT / "README.md").read_text()
-    ci_commands = [line.strip() for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines()
-                   if line.strip().startswith("make ")]
+    ci_commands = [
+        line.strip()
+        for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip().startswith("make ")
+    ]
     assert "make test" in ci_commands
     for command in ci_commands:
         assert command in readme, f".ci/run runs `{command}`, which the README does not mention"

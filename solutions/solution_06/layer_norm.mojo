@@ -1,4 +1,4 @@
-"""LayerNorm kernels for MAX: a naive scalar one and a fast one.
+"""LayerNorm kernels for MAX: a naive scalar one (given) and a fast one (yours).
 
 The fast one uses SIMD across a row and threads across rows. Both compute, for each row of
 x (N, D) in float32,
@@ -81,6 +81,7 @@ struct LayerNormFast[epsilon: Float32]:
             var gamma_ptr = gamma.unsafe_ptr()
             var beta_ptr = beta.unsafe_ptr()
 
+            # ANCHOR: rows
             def normalise_row(
                 row: Int
             ) {var x_ptr, var y_ptr, var gamma_ptr, var beta_ptr, var width} -> None:
@@ -137,6 +138,7 @@ struct LayerNormFast[epsilon: Float32]:
             # Rows are independent: hand them to the runtime's worker threads.
             parallelize(normalise_row, rows)
             # ANCHOR_END: parallel
+            # ANCHOR_END: rows
         else:
             raise Error("layer_norm_fast runs on the CPU only; compile the graph for CPU()")
 # ANCHOR_END: fast

@@ -1,9 +1,12 @@
 """Step 06 — your own LayerNorm kernel in Mojo, registered as a MAX custom op.
 
 This folder is a Mojo package (it has an `__init__.mojo`): `layer_norm.mojo` registers two
-kernels, `layer_norm_naive` and `layer_norm_fast`. This file is the Python side: declare a
-kernel as an op, call it eagerly, use it inside a Module, and compile that Module once for
-every batch size.
+kernels, `layer_norm_naive` (given) and `layer_norm_fast` (yours to write). This file is the
+Python side: declare a kernel as an op, call it eagerly, use it inside a Module, and compile that
+Module once for every batch size.
+
+Your tasks: the fast kernel in layer_norm.mojo, then `MojoLayerNorm.forward` and
+`compile_mojo_layer_norm` below. Check with `make s06` (or `pixi run s06`).
 """
 
 from __future__ import annotations
@@ -65,7 +68,9 @@ class MojoLayerNorm(Module):
         self.bias = Tensor.zeros([dim], dtype=DType.float32, device=CPU())  # beta
 
     def forward(self, x: Tensor) -> Tensor:
+        # ANCHOR: forward
         return mojo_layer_norm(x, self.weight, self.bias, self.eps, self.kernel)
+        # ANCHOR_END: forward
 
 
 def compile_mojo_layer_norm(dim: int, *, kernel: str = "fast", eps: float = 1e-5, weight=None,
@@ -78,6 +83,7 @@ def compile_mojo_layer_norm(dim: int, *, kernel: str = "fast", eps: float = 1e-5
     device = CPU() if device is None else device
     if not device.is_host:
         raise ValueError("The kernels of this step run on the CPU only: pass device=CPU().")
+    # ANCHOR: compile
     layer = MojoLayerNorm(dim, eps=eps, kernel=kernel)
     if weight is not None:
         layer.weight = Tensor.from_dlpack(np.ascontiguousarray(weight, dtype=np.float32))
@@ -86,4 +92,5 @@ def compile_mojo_layer_norm(dim: int, *, kernel: str = "fast", eps: float = 1e-5
     # "batch" is a symbolic dimension: one compiled graph serves every N; dim stays static.
     batch_type = TensorType(DType.float32, ["batch", dim], DeviceRef.from_device(device))
     return layer.compile(batch_type)
+    # ANCHOR_END: compile
 # ANCHOR_END: module

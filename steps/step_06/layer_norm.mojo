@@ -79,6 +79,7 @@ struct LayerNormFast[epsilon: Float32]:
             var gamma_ptr = gamma.unsafe_ptr()
             var beta_ptr = beta.unsafe_ptr()
 
+            # TODO-BLOCK: rows
             # TODO: write `normalise_row`, a closure that normalises one row, then run it on
             # every row in parallel. Start from the naive kernel above and change three things:
             #
@@ -103,6 +104,7 @@ struct LayerNormFast[epsilon: Float32]:
             #        parallelize(normalise_row, rows)
             #    runs the closure for row = 0 .. rows - 1 on all cores.
             raise Error("TODO: the fast kernel is not written yet (layer_norm_fast in layer_norm.mojo)")
+            # TODO-BLOCK-END: rows
         else:
             raise Error("layer_norm_fast runs on the CPU only; compile the graph for CPU()")
 # ANCHOR_END: fast

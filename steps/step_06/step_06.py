@@ -68,9 +68,11 @@ class MojoLayerNorm(Module):
         self.bias = Tensor.zeros([dim], dtype=DType.float32, device=CPU())  # beta
 
     def forward(self, x: Tensor) -> Tensor:
+        # TODO-BLOCK: forward
         # TODO: return the custom op applied to x with this module's weight, bias, eps and kernel
         # (mojo_layer_norm above works on graph values too, so the Module traces it into a graph).
         raise NotImplementedError("MojoLayerNorm.forward")
+        # TODO-BLOCK-END: forward
 
 
 def compile_mojo_layer_norm(dim: int, *, kernel: str = "fast", eps: float = 1e-5, weight=None,
@@ -83,10 +85,12 @@ def compile_mojo_layer_norm(dim: int, *, kernel: str = "fast", eps: float = 1e-5
     device = CPU() if device is None else device
     if not device.is_host:
         raise ValueError("The kernels of this step run on the CPU only: pass device=CPU().")
+    # TODO-BLOCK: compile
     # TODO: build a MojoLayerNorm(dim, eps=eps, kernel=kernel); when `weight` / `bias` are given,
     # replace its weight / bias with Tensor.from_dlpack(np.ascontiguousarray(weight, np.float32)).
     # Then compile it for inputs of type TensorType(DType.float32, ["batch", dim], device_ref),
     # where device_ref = DeviceRef.from_device(device): the string "batch" makes the first
     # dimension symbolic, so one compiled graph serves every batch size. Return layer.compile(...).
     raise NotImplementedError("compile_mojo_layer_norm")
+    # TODO-BLOCK-END: compile
 # ANCHOR_END: module

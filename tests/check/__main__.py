@@ -8,12 +8,13 @@ import signal
 import sys
 from pathlib import Path
 
-from tests.check.engine import REPO_ROOT, Result, available_steps, display_path, load_checklist, run_checklist
+from tests.check.engine import REPO_ROOT, available_steps, display_path, load_checklist, run_checklist
+from tests.check.printer import ReportPrinter
 
 USAGE_ERROR = 2
 
 
-def _step_id(text: str) -> str:
+def step_id(text: str) -> str:
     digits = text.lower().removeprefix("s").removeprefix("tep").removeprefix("_")
     if not digits.isdigit():
         raise argparse.ArgumentTypeError(f"expected a step number such as 01, got {text!r}")
@@ -23,63 +24,97 @@ def _step_id(text: str) -> str:
     return step
 
 
-def _parser(add_step_arguments=None) -> argparse.ArgumentParser:
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number such as 2.5, got {text!r}")
+    return value
+
+
+def check_parser(add_step_arguments=None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tests.check",
         description="Run a step's checks against your code (default: steps/step_NN.py).",
+        epilog="Other commands: watch [NN] (re-check on save), status (your progress; also with no argument), "
+        "hint NN (the next hint), reset NN (the skeleton back; your file saved first).",
     )
-    parser.add_argument("step", type=_step_id, help="step number, e.g. 01")
+    parser.add_argument("step", type=step_id, help="step number, e.g. 01")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--solution", action="store_true", help="check the reference solution")
-    target.add_argument("--file", nargs="+", type=Path, metavar="PATH",
-                        help="check these files instead (e.g. a folder of submissions: --file subs/*.py)")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON object per file on stdout instead of the ✅/❌ report")
+    target.add_argument(
+        "--file",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="check these files instead (e.g. a folder of submissions: --file subs/*.py)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object per file instead of the report")
+    parser.add_argument("--verbose", action="store_true", help="print every failed check, also repeats of one cause")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="skip the slow checks (whole-graph compiles, timings); run without it before moving on",
+    )
+    parser.add_argument("--only", metavar="TEXT", help="run only the checks whose name contains TEXT")
+    parser.add_argument(
+        "--timeout-scale",
+        type=positive_float,
+        metavar="X",
+        help="multiply every time limit by X (a slow or busy machine; default 1, or $LAYERNORM_TIMEOUT_SCALE)",
+    )
+    parser.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)  # a checklist bug raises (our tests)
     if add_step_arguments:
         add_step_arguments(parser)
     return parser
 
 
-def _print_result(result: Result) -> None:
-    if result.passed:
-        print(f"✅ {result.name}" + (f"  ({result.message})" if result.message else ""), flush=True)
-    else:
-        print(f"❌ {result.name}\n   ↳ {result.message}", flush=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    # Parse once for the step alone, then again with that step's own options (e.g. --device).
-    known, _ = _parser().parse_known_args(argv)
+def parse_check_arguments(argv: list[str]):
+    """(checklist, options): parsed once for the step alone, then with that step's own options (e.g. --device)."""
+    known, _ = check_parser().parse_known_args(argv)
     checklist = load_checklist(known.step)
-    options = _parser(checklist.add_arguments).parse_args(argv)
+    return checklist, check_parser(checklist.add_arguments).parse_args(argv)
 
+
+def check(argv: list[str]) -> int:
+    checklist, options = parse_check_arguments(argv)
     paths = options.file or [REPO_ROOT / (checklist.solution if options.solution else checklist.skeleton)]
     for path in paths:
         if not path.exists():
-            print(f"error: {path} does not exist (expected a file with the interface of step {options.step})",
-                  file=sys.stderr)
+            print(
+                f"error: {path} does not exist (expected a file with the interface of step {options.step})",
+                file=sys.stderr,
+            )
             return USAGE_ERROR
-
     all_passed = True
     for path in paths:
         if options.json:
-            report = run_checklist(checklist, path, options)
+            report = run_checklist(checklist, path, options, strict=options.strict)
             print(json.dumps(report.as_json(), ensure_ascii=False), flush=True)
         else:
             print(f"Running checks for Step {checklist.step}: {checklist.title}")
             print(f"Checking {display_path(path)}\n", flush=True)
-            report = run_checklist(checklist, path, options, on_result=_print_result,
-                                   on_note=lambda line: print(line, flush=True))
-            passed = sum(result.passed for result in report.results)
-            failed = len(report.results) - passed
-            print()
-            if failed:
-                print(f"Stuck? Read docs/src/step_{checklist.step}.md, or compare with the solution: "
-                      f"make compare NN={checklist.step}")
-            print(f"{passed} passed, {failed} failed", flush=True)
+            printer = ReportPrinter(verbose=options.verbose)
+            report = run_checklist(
+                checklist, path, options, strict=options.strict, on_result=printer.result, on_note=printer.note
+            )
+            printer.finish(report, checklist.step)
         all_passed &= report.passed
     return 0 if all_passed else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tests.check import commands, watch
+
+    argv = sys.argv[1:] if argv is None else argv
+    learner_commands = {"status": commands.status, "hint": commands.hint, "reset": commands.reset, "watch": watch.main}
+    if not argv:
+        return commands.status([])
+    if argv[0] in learner_commands:
+        return learner_commands[argv[0]](argv[1:])
+    return check(argv)
 
 
 if __name__ == "__main__":

@@ -1,32 +1,44 @@
 """One engine for every step: run a checklist against a learner's file and report the truth.
 
 A step's checklist (`tests/check/step_NN.py`) owns the maths and the hints; this module owns
-isolation, time limits, the report and the exit code.
+isolation, time limits, the run-level features (memo, blocking, slow and skipped checks), the
+report and the exit code.
 """
 
 from __future__ import annotations
 
-import ast
 import importlib
 import os
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.check.sandbox import REPO_ROOT, LearnerCrashed, LearnerError, LearnerTimeout, MissingName, Sandbox
+from tests.check.sandbox import (
+    REPO_ROOT,
+    SCALE_ENV,
+    LearnerCrashed,
+    LearnerError,
+    LearnerOverLimit,
+    MissingName,
+    RunCancelled,
+    Sandbox,
+)
 
-# Set by the project's own tests: a bug in a checklist must surface, not become a ❌.
-STRICT_ENV = "LAYERNORM_CHECK_STRICT"
+NOT_IMPORTED = "the file does not import (see above)."
 
 
 class Fail(Exception):
     """A check's verdict against the learner; the message is the hint shown under ❌.
 
     A probe may raise it in the learner's process too (e.g. "your file defines no `LayerNorm`
-    class"): it arrives as that hint.
+    class"): it arrives as that hint. `blocks` names why the later checks cannot run (they are
+    reported "Not run: <blocks>"), e.g. "the Mojo package does not compile (see above)."
     """
+
+    def __init__(self, message: str, *, blocks: str | None = None):
+        super().__init__(message)
+        self.blocks = blocks
 
 
 @dataclass
@@ -34,6 +46,9 @@ class Check:
     name: str
     run: Callable[[Learner], str | None]
     timeout: float
+    slow: bool = False  # skipped by --quick
+    despite: tuple[str, ...] = ()  # block reasons under which this check still runs
+    always: bool = False  # runs whatever --only selects: the later checks need it (e.g. a compile)
 
 
 @dataclass
@@ -46,7 +61,9 @@ class Checklist:
     solution: str | None = None
     # words in an import failure -> the hint that explains it (e.g. a module an old API had)
     import_hints: dict[str, str] = field(default_factory=dict)
-    # hooks: extra CLI options, lines printed before the checks, work done after them
+    # hooks: extra CLI options, lines printed before the checks, work done after them (sees the report)
+    # modules a spare worker imports before the learner's file arrives (`watch` keeps one ready)
+    preload: tuple[str, ...] = ()
     add_arguments: Callable | None = None
     notes: Callable | None = None
     after: Callable | None = None
@@ -56,9 +73,11 @@ class Checklist:
         self.skeleton = self.skeleton or f"steps/step_{self.step}.py"
         self.solution = self.solution or f"solutions/solution_{self.step}.py"
 
-    def check(self, name: str, *, timeout: float | None = None):
+    def check(
+        self, name: str, *, timeout: float | None = None, slow=False, despite: tuple[str, ...] = (), always=False
+    ):
         def register(function):
-            self.checks.append(Check(name, function, timeout or self.default_timeout))
+            self.checks.append(Check(name, function, timeout or self.default_timeout, slow, despite, always))
             return function
 
         return register
@@ -75,26 +94,21 @@ class Learner:
         self._sandbox = sandbox
         self.path = path
         self.options = options
-        self.deadline = float("inf")
+        self.limit = 10.0  # CPU seconds each call may use: the running check's timeout
+        self.memo: dict = {}  # per run: what one check computed and a later one reuses
 
     @property
     def source(self) -> str:
         return self.path.read_text(encoding="utf-8", errors="replace")
 
-    def imported_modules(self) -> set[str]:
-        """Top-level names of the modules the learner's file imports (for rules like "NumPy only")."""
-        self._sandbox.ensure_loaded()  # a file that does not import (or parse) has nothing to judge
-        names = set()
-        for node in ast.walk(ast.parse(self.source)):
-            if isinstance(node, ast.Import):
-                names.update(alias.name.split(".")[0] for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names.add(node.module.split(".")[0])
-        return names
+    def ensure_loaded(self) -> None:
+        """Import the learner's file (once); raises the import failure, so a check judging the source
+        of a file that does not import reports that instead."""
+        self._sandbox.ensure_loaded()
 
     def call(self, name: str, *args, **kwargs):
         """Call the learner's top-level `name(*args, **kwargs)` in their process."""
-        return self._sandbox.call(("attr", name), args, kwargs, self.deadline, during=f"calling {name}")
+        return self._sandbox.call(("attr", name), args, kwargs, self.limit, during=f"calling {name}")
 
     def probe(self, function: Callable, *args, during: str | None = None, **kwargs):
         """Run `function(learner_module, *args, **kwargs)` in the learner's process.
@@ -104,14 +118,19 @@ class Learner:
         """
         target = ("probe", function.__module__, function.__name__)
         during = during or function.__name__.strip("_").replace("_", " ")
-        return self._sandbox.call(target, args, kwargs, self.deadline, during=during)
+        return self._sandbox.call(target, args, kwargs, self.limit, during=during)
 
 
 @dataclass
 class Result:
     name: str
-    passed: bool
+    status: str  # "passed", "failed" or "skipped"
     message: str
+    cause: str | None = None  # failures with the same cause (a placeholder's line, a block) report it once
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
 
 
 @dataclass
@@ -124,7 +143,11 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        return all(result.passed for result in self.results)
+        """Nothing failed (checks skipped on request do not fail a run)."""
+        return all(result.status != "failed" for result in self.results)
+
+    def count(self, status: str) -> int:
+        return sum(result.status == status for result in self.results)
 
     def as_json(self) -> dict:
         return {
@@ -133,7 +156,10 @@ class Report:
             "file": self.file,
             "passed": self.passed,
             "notes": self.notes,
-            "checks": [{"name": r.name, "passed": r.passed, "message": r.message} for r in self.results],
+            "checks": [
+                {"name": r.name, "passed": r.passed, "status": r.status, "message": r.message, "cause": r.cause}
+                for r in self.results
+            ],
         }
 
 
@@ -160,11 +186,10 @@ def explain(error: LearnerError, path: Path) -> str:
         where = f" ({path.name}:{line}" + (f": `{code}`" if code else "") + ")"
     text = str(error)
     kind = error.exc_type
-    if isinstance(error, (LearnerTimeout, LearnerCrashed, MissingName)):
+    if isinstance(error, (LearnerOverLimit, LearnerCrashed, MissingName)):
         return text[0].upper() + text[1:]
-    if kind == "Fail":  # a probe's own verdict in the learner's process, e.g. "your class has no `ln`"
-        detail = error.detail[:1].upper() + error.detail[1:]
-        return detail if detail.endswith((".", "?", "!")) else detail + "."
+    if kind == "Fail":  # a probe's own verdict in the learner's process, e.g. "Your class has no `ln`"
+        return error.detail if error.detail.endswith((".", "?", "!")) else error.detail + "."
     if kind == "NotImplementedError":
         return f"Still a TODO: NotImplementedError was raised{where}. Fill in that block."
     if kind == "SyntaxError" or kind == "IndentationError":
@@ -180,54 +205,97 @@ def explain(error: LearnerError, path: Path) -> str:
     return f"Your code raised {text}{where}."
 
 
+def root_cause(error: LearnerError) -> str | None:
+    """What makes failures "the same": an exception of one kind at one line of the learner's file."""
+    return f"{error.exc_type} at line {error.where[0]} of your file" if error.exc_type and error.where else None
+
+
 def _short(text: str, limit: int = 600) -> str:
     text = re.sub(r"\s+", " ", text).strip()
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def run_checklist(checklist: Checklist, path: Path, options=None, on_result=None, on_note=None) -> Report:
+def skip_reason(check: Check, options) -> str | None:
+    """Why `options` (--only, --quick) leave this check out, or None."""
+    only = getattr(options, "only", None)
+    if only and only.lower() not in check.name.lower() and not check.always:
+        return f"--only {only!r} selects other checks"
+    if check.slow and getattr(options, "quick", False):
+        return "--quick skips the slow checks (whole-graph compiles); run without it before moving on"
+    return None
+
+
+def run_checklist(
+    checklist: Checklist,
+    path: Path,
+    options=None,
+    *,
+    strict: bool = False,
+    on_result=None,
+    on_note=None,
+    cancel=None,
+    spare=None,
+) -> Report:
     """Run every check of `checklist` against the file at `path`; later checks run after failures.
 
-    `on_result` and `on_note` see each result and note as it happens (the report streams).
+    `strict` (the project's own tests) lets a bug in a checklist raise instead of becoming a ❌.
+    `on_result` and `on_note` see each result and note as it happens (the report streams). `cancel` (an
+    Event) and `spare` (a `Spare` worker) serve `watch`: a set `cancel` raises `RunCancelled` within a poll.
     """
-    strict = os.environ.get(STRICT_ENV) == "1"
     path = Path(path)
     report = Report(checklist.step, checklist.title, display_path(path), [], [])
-    emit = on_result or (lambda result: None)
 
     def note(line: str) -> None:
         report.notes.append(line)
         if on_note:
             on_note(line)
 
+    def record(result: Result) -> None:
+        report.results.append(result)
+        if on_result:
+            on_result(result)
+
     for line in checklist.notes(options) if checklist.notes else []:
         note(line)
-    with Sandbox(path, path.stem, import_timeout=checklist.import_timeout) as sandbox:
+    scale = getattr(options, "timeout_scale", None) or float(os.environ.get(SCALE_ENV) or 1.0)
+    sandbox = Sandbox(path, path.stem, import_timeout=checklist.import_timeout, scale=scale, cancel=cancel, spare=spare)
+    with sandbox:
         learner = Learner(sandbox, path, options)
         imports = _import_check(sandbox, path, checklist.import_hints)
-        report.results.append(imports)
-        emit(imports)
+        record(imports)
+        blocked = imports.cause
         for check in checklist.checks:
-            learner.deadline = time.monotonic() + check.timeout
+            if cancel is not None and cancel.is_set():
+                raise RunCancelled
+            skipped = skip_reason(check, options)
+            if skipped:
+                record(Result(check.name, "skipped", skipped))
+                continue
+            if blocked and blocked not in check.despite:
+                record(Result(check.name, "failed", f"Not run: {blocked}", cause=blocked))
+                continue
+            learner.limit = check.timeout
             try:
-                detail = check.run(learner)
-                result = Result(check.name, True, detail or "")
+                result = Result(check.name, "passed", check.run(learner) or "")
             except Fail as verdict:
-                result = Result(check.name, False, _short(str(verdict)))
+                result = Result(check.name, "failed", _short(str(verdict)), cause=verdict.blocks)
+                blocked = verdict.blocks or blocked
+            except LearnerOverLimit as error:  # it would happen again: the later checks are not run
+                blocked = f"{error.during} passed a limit in an earlier check (see above)."
+                result = Result(check.name, "failed", _short(explain(error, path)), cause=blocked)
             except LearnerError as error:
-                if error is sandbox.import_error:
-                    result = Result(check.name, False, "Not run: the file does not import (see above).")
-                else:
-                    result = Result(check.name, False, _short(explain(error, path)))
+                result = Result(check.name, "failed", _short(explain(error, path)), cause=root_cause(error))
+            except RunCancelled:
+                raise
             except Exception as bug:
                 if strict:
                     raise
                 verdict = f"The checker could not judge this result ({type(bug).__name__}: {bug})."
-                result = Result(check.name, False, _short(verdict))
-            report.results.append(result)
-            emit(result)
+                result = Result(check.name, "failed", _short(verdict))
+            record(result)
         if checklist.after:
-            for line in checklist.after(learner, options) or []:
+            learner.limit = checklist.default_timeout
+            for line in checklist.after(learner, options, report) or []:
                 note(line)
     return report
 
@@ -236,7 +304,7 @@ def _import_check(sandbox: Sandbox, path: Path, hints: dict[str, str]) -> Result
     name = f"{path.name} imports"
     try:
         sandbox.ensure_loaded()
-        return Result(name, True, "")
+        return Result(name, "passed", "")
     except LearnerError as error:
         extra = [hint for words, hint in hints.items() if words in str(error)]
-        return Result(name, False, _short(" ".join([explain(error, path), *extra])))
+        return Result(name, "failed", _short(" ".join([explain(error, path), *extra])), cause=NOT_IMPORTED)

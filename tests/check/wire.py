@@ -1,9 +1,10 @@
 """What crosses the boundary between the learner's process and the judge's.
 
-The worker (learner side) sends back only plain data: numbers, strings, containers and NumPy
-arrays. Anything else becomes a `Foreign` marker naming its type, so a check can say "returned a
-torch.Tensor, expected a NumPy array". The judge unpickles with an allowlist, so nothing the
-learner's code builds can run code in the judging process.
+The worker (learner side) sends back only plain data: numbers, strings, containers, NumPy
+arrays, and `TensorRecord`s (a torch or MAX tensor copied to the host). Anything else becomes a
+`Foreign` marker naming its type, so a check can say "returned a list, expected a tensor". The
+judge unpickles with an allowlist, so nothing the learner's code builds can run code in the
+judging process.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import io
 import os
 import pickle
 import struct
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +32,52 @@ class Foreign:
 
     def __repr__(self) -> str:
         return f"<{self.type_name}: {self.text}>"
+
+
+@dataclass(frozen=True)
+class TensorRecord:
+    """A torch or MAX tensor as plain data: its values on the host and what it said about itself."""
+
+    framework: str  # "torch" or "max"
+    values: np.ndarray  # bfloat16 arrives widened to float32, which holds it exactly
+    dtype: str  # the tensor's own dtype name: "float32", "bfloat16", ...
+    shape: tuple
+    device: str  # "cpu", "cuda:0", "cpu:0", "gpu:0"
+
+    @property
+    def type_name(self) -> str:
+        return "torch.Tensor" if self.framework == "torch" else "max.experimental.tensor.Tensor"
+
+
+def _tensor_record(value) -> TensorRecord | None:
+    """The record of a torch or MAX tensor (their modules are only looked up, never imported here)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        host = value.detach().to("cpu")
+        values = (host.float() if host.dtype == torch.bfloat16 else host).numpy()
+        return TensorRecord(
+            "torch",
+            np.array(values, copy=True),
+            str(value.dtype).removeprefix("torch."),
+            tuple(value.shape),
+            str(value.device),
+        )
+    tensor_module = sys.modules.get("max.experimental.tensor")
+    if tensor_module is not None and isinstance(value, tensor_module.Tensor):
+        from max.driver import CPU
+        from max.dtype import DType
+
+        host = value if value.device.is_host else value.to(CPU())
+        if value.dtype == DType.bfloat16:
+            host = host.cast(DType.float32)
+        return TensorRecord(
+            "max",
+            np.array(host.to_numpy(), copy=True),
+            value.dtype.name.lower(),
+            tuple(int(d) for d in value.shape),
+            f"{value.device.label}:{value.device.id}",
+        )
+    return None
 
 
 def describe_type(value) -> str:
@@ -53,6 +101,9 @@ def to_plain(value, depth: int = 0):
         return type(value)(to_plain(item, depth + 1) for item in value)
     if type(value) is dict:
         return {str(key): to_plain(item, depth + 1) for key, item in value.items()}
+    record = _tensor_record(value)
+    if record is not None:
+        return record
     return Foreign(describe_type(value), _short_repr(value))
 
 
@@ -69,6 +120,7 @@ _ALLOWED = {
     ("builtins", "frozenset"),
     ("builtins", "set"),
     ("tests.check.wire", "Foreign"),
+    ("tests.check.wire", "TensorRecord"),
     ("numpy", "dtype"),
     ("numpy", "ndarray"),
     ("numpy.core.multiarray", "_reconstruct"),

@@ -74,7 +74,11 @@ def main(argv: list[str]) -> None:
         except EOFError:
             return
         try:
-            if command[0] == "load":
+            if command[0] == "preload":  # a spare worker: the step's libraries, before any learner code
+                for name in command[1]:
+                    importlib.import_module(name)
+                reply = ("ok", None)
+            elif command[0] == "load":
                 learner = _load(learner_file, module_name)
                 reply = ("ok", None)
             else:

@@ -1,4 +1,4 @@
-"""EXPECT: random inputs :: eps looks outside the square root"""
+"""EXPECT: random inputs :: eps is outside the square root"""
 
 import numpy as np
 

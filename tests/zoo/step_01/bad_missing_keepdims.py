@@ -1,4 +1,4 @@
-"""EXPECT: seed example 1 :: lost their row axis"""
+"""EXPECT: worked example 1 :: lost their row axis"""
 
 import numpy as np
 

@@ -1,4 +1,4 @@
-"""EXPECT: seed example 2 :: NaN"""
+"""EXPECT: worked example 2 :: NaN"""
 
 import numpy as np
 

@@ -1,6 +1,6 @@
 """EXPECT: pass
 
-The seed's signature only (no nn.LayerNorm keywords), torch.var_mean with correction=0, rsqrt.
+The worked example's signature only (no nn.LayerNorm keywords), torch.var_mean with correction=0, rsqrt.
 """
 
 import torch

@@ -1,6 +1,6 @@
 """EXPECT: pass
 
-The seed's code (var with unbiased=False, torch.sqrt), extended to tuple shapes and half inputs.
+The worked example's code (var with unbiased=False, torch.sqrt), extended to tuple shapes and half inputs.
 """
 
 import torch

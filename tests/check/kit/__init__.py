@@ -1,0 +1,32 @@
+"""The vocabulary of a checklist: a step's checklist imports from this package only.
+
+Judge side (plain data in, verdicts out):
+- `Checklist`, `Fail`: declare checks; a `Fail` is the ❌ and its hint (`blocks=` stops later checks).
+- `layernorm`, `layernorm_grads`: the float64 oracles. `random_case`, `upstream_gradient`: inputs.
+- `expect_array` (NumPy arrays and torch/MAX tensors alike), `expect_tuple`, `expect_close`,
+  `relative_error`, `error_hints`: validators whose failures say what is wrong.
+- `forward_mistakes`, `gradient_mistakes`, `Mistake`: the catalogue of classic wrong LayerNorms.
+Learner side (probes, run in the learner's process through `learner.probe`):
+- `numpy_side`, `torch_side`, `max_side`: the adapters and probes of each framework's steps.
+"""
+
+from tests.check.engine import REPO_ROOT, Checklist, Fail, Learner
+from tests.check.kit import max_side, numpy_side, torch_side
+from tests.check.kit.figures import plot_gradient_norms
+from tests.check.kit.judging import (
+    Mistake,
+    error_hints,
+    expect_array,
+    expect_close,
+    expect_tuple,
+    layernorm,
+    layernorm_grads,
+    random_case,
+    relative_error,
+    type_name,
+    upstream_gradient,
+)
+from tests.check.kit.mistakes import forward_mistakes, gradient_mistakes
+from tests.check.kit.numpy_side import NUMPY_BROADCAST_HINTS, NUMPY_FIXES, expect_vectorised, line_events, numpy_only
+from tests.check.sandbox import LearnerError
+from tests.check.wire import TensorRecord

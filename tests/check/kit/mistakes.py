@@ -1,0 +1,155 @@
+"""The one catalogue of classic wrong LayerNorms: what each outputs, and the hint that names it.
+
+A step picks the keys its learners can make and adds, per key, how to fix it in that step's
+language (`fixes`); `expect_close` then names the first catalogued mistake the output matches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.check.kit.judging import Mistake, layernorm, layernorm_grads
+
+FORWARD_MISTAKES = {
+    "eps-ignored": (
+        "The eps argument is ignored: the result is the one for eps={s.default_text}",
+        lambda s: layernorm(s.x, s.w, s.b, s.default_eps, s.axes),
+    ),
+    "no-eps": ("eps is not added", lambda s: layernorm(s.x, s.w, s.b, 0.0, s.axes)),
+    "no-keepdims": (
+        "The statistics lost their row axis: without keepdims=True a (N,) mean is subtracted along columns",
+        lambda s: (s.x - s.mean.T) / np.sqrt(s.var.T + s.eps) * s.w + s.b,
+    ),
+    "last-dim-only": (
+        "Only the last dim is normalised: for normalized_shape={s.w.shape} the mean and variance "
+        "run over the last {s.n_axes} dims",
+        lambda s: layernorm(s.x, s.w, s.b, s.eps, (-1,)),
+    ),
+    "unbiased": (
+        "The variance looks unbiased (divided by D-1); LayerNorm uses the biased variance (divide by D)",
+        lambda s: (s.x - s.mean) / np.sqrt(s.unbiased + s.eps) * s.w + s.b,
+    ),
+    "unbiased-eps-outside": (
+        "eps is outside the square root and the std is the unbiased one (x.std() defaults to D-1)",
+        lambda s: (s.x - s.mean) / (np.sqrt(s.unbiased) + s.eps) * s.w + s.b,
+    ),
+    "eps-outside": ("eps is outside the square root", lambda s: (s.x - s.mean) / (np.sqrt(s.var) + s.eps) * s.w + s.b),
+    "batch-axis": (
+        "Normalised over the wrong axis: the statistics must be per row, not per column (the batch, as in BatchNorm)",
+        lambda s: layernorm(s.x, s.w, s.b, s.eps, (0,)),
+    ),
+    "whole": (
+        "Normalised over the whole array: take the mean and variance per row",
+        lambda s: layernorm(s.x, s.w, s.b, s.eps, tuple(range(s.x.ndim))),
+    ),
+    "no-affine": ("gamma and beta are not applied", lambda s: s.xhat),
+    "no-gamma": ("gamma is not applied", lambda s: s.xhat + s.b),
+    "no-beta": ("beta is not applied", lambda s: s.xhat * s.w),
+    "beta-first": ("beta is added before scaling by gamma", lambda s: (s.xhat + s.b) * s.w),
+    "swapped": ("gamma and beta are swapped: gamma scales, beta shifts", lambda s: s.xhat * s.b + s.w),
+    "by-variance": (
+        "Divided by the variance instead of the standard deviation",
+        lambda s: (s.x - s.mean) / (s.var + s.eps) * s.w + s.b,
+    ),
+    "not-centred": ("The mean is not subtracted", lambda s: s.x / np.sqrt(s.var + s.eps) * s.w + s.b),
+    "times-std": (
+        "Multiplied by the standard deviation instead of dividing",
+        lambda s: (s.x - s.mean) * np.sqrt(s.var + s.eps) * s.w + s.b,
+    ),
+    "rows-shifted-down": ("Each row's result lands in the wrong row", lambda s: np.roll(s.good, 1, axis=0)),
+    "rows-shifted-up": ("Each row's result lands in the wrong row", lambda s: np.roll(s.good, -1, axis=0)),
+    "row-zero": ("Every row got row 0's result", lambda s: np.repeat(s.good[:1], len(s.good), axis=0)),
+}
+
+GRADIENT_MISTAKES = {  # outputs are dx
+    "no-mean-path": (
+        "dx misses the path through the mean",
+        lambda s: s.rstd * (s.g - s.xhat * (s.g * s.xhat).mean(axis=s.axes, keepdims=True)),
+    ),
+    "no-variance-path": (
+        "dx misses the path through the variance",
+        lambda s: s.rstd * (s.g - s.g.mean(axis=s.axes, keepdims=True)),
+    ),
+    "constant-statistics": (
+        "dx treats the mean and variance as constants: both correction terms are missing",
+        lambda s: s.rstd * s.g,
+    ),
+    "ignores-gamma": (
+        "dx ignores gamma: the gradient reaching xhat is dy * gamma, not dy",
+        lambda s: layernorm_grads(s.x, np.ones_like(s.w), s.eps, s.dy, s.axes)[0],
+    ),
+    "sign": ("dx has the wrong sign", lambda s: -layernorm_grads(s.x, s.w, s.eps, s.dy, s.axes)[0]),
+    "batch-axis": (
+        "dx reduces over the wrong axis: its means are per row",
+        lambda s: (
+            s.rstd * (s.g - s.g.mean(axis=0, keepdims=True) - s.xhat * (s.g * s.xhat).mean(axis=0, keepdims=True))
+        ),
+    ),
+    "unbiased": (
+        "dx uses the unbiased variance (D-1): the forward's statistics are biased",
+        lambda s: (
+            s.urstd
+            * (
+                s.g
+                - s.g.mean(axis=s.axes, keepdims=True)
+                - s.uxhat * (s.g * s.uxhat).mean(axis=s.axes, keepdims=True) * s.count / (s.count - 1)
+            )
+        ),
+    ),
+}
+
+
+class _Statistics:
+    """The row statistics every catalogued mistake is built from (float64)."""
+
+    def __init__(self, x, gamma, beta, eps, axes, default_eps=1e-5, dy=None):
+        self.x, self.eps, self.axes, self.default_eps = np.asarray(x, np.float64), eps, tuple(axes), default_eps
+        self.w, self.b = np.asarray(gamma, np.float64), np.asarray(beta, np.float64)
+        self.default_text = f"{default_eps:.0e}".replace("e-0", "e-")
+        self.n_axes, self.count = len(self.axes), int(np.prod([self.x.shape[a] for a in self.axes]))
+        self.mean = self.x.mean(axis=self.axes, keepdims=True)
+        self.var = ((self.x - self.mean) ** 2).mean(axis=self.axes, keepdims=True)
+        self.unbiased = self.var * self.count / max(self.count - 1, 1)
+        self.rstd, self.urstd = 1 / np.sqrt(self.var + eps), 1 / np.sqrt(self.unbiased + eps)
+        self.xhat, self.uxhat = (self.x - self.mean) * self.rstd, (self.x - self.mean) * self.urstd
+        self.good = self.xhat * self.w + self.b
+        self.dy = None if dy is None else np.asarray(dy, np.float64)
+        self.g = None if dy is None else self.dy * self.w
+
+    def applies(self, key: str) -> bool:
+        return {
+            "eps-ignored": self.eps != self.default_eps,
+            "no-eps": self.eps != 0,
+            "no-keepdims": self.x.ndim == 2 and self.x.shape[0] == self.x.shape[1],
+            "last-dim-only": self.n_axes > 1,
+            "unbiased": self.count > 1,
+            "unbiased-eps-outside": self.count > 1,
+            "rows-shifted-down": len(self.x) > 1,
+            "rows-shifted-up": len(self.x) > 1,
+            "row-zero": len(self.x) > 1,
+        }.get(key, True)
+
+
+def _catalogued(catalogue, stats: _Statistics, fixes: dict[str, str], names=("gamma", "beta")) -> list[Mistake]:
+    mistakes = []
+    for key, (hint, output) in catalogue.items():
+        if key in fixes and stats.applies(key):
+            text = hint.format(s=stats).replace("gamma", names[0]).replace("beta", names[1])
+            text += f": {fixes[key]}" if fixes[key] else ""
+            mistakes.append(Mistake(text, lambda output=output: output(stats)))
+    return mistakes
+
+
+def forward_mistakes(
+    x, gamma, beta, eps, fixes: dict[str, str], *, axes=(-1,), default_eps=1e-5, names=("gamma", "beta")
+) -> list[Mistake]:
+    """The outputs of the catalogued wrong forwards named in `fixes`, each hint ending in its fix.
+
+    `names` are what the step calls gamma and beta (PyTorch: weight and bias).
+    """
+    return _catalogued(FORWARD_MISTAKES, _Statistics(x, gamma, beta, eps, axes, default_eps), fixes, names)
+
+
+def gradient_mistakes(x, gamma, eps, dy, fixes: dict[str, str], *, axes=(-1,)) -> list[Mistake]:
+    """dx of the catalogued wrong backwards named in `fixes` (hand-written, or autograd cut short)."""
+    return _catalogued(GRADIENT_MISTAKES, _Statistics(x, gamma, 0.0, eps, axes, dy=dy), fixes)

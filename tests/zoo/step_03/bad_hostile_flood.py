@@ -1,0 +1,13 @@
+"""EXPECT: correct parameters :: differs from the float64 oracle
+
+Prints 5 MB per call, then returns a wrong result.
+"""
+
+from solutions.solution_03 import *  # noqa: F403  (the rest of the solution)
+from solutions.solution_03 import LayerNorm as _Solution
+
+
+class LayerNorm(_Solution):
+    def forward(self, x):
+        print("x" * 5_000_000)
+        return super().forward(x) * 2

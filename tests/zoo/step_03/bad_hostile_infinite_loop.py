@@ -1,0 +1,15 @@
+"""EXPECT: F.layer_norm is used (forward :: CPU
+
+An infinite loop inside a method: caught by the CPU-time limit (scaled down here).
+
+OPTIONS: --timeout-scale 0.1
+"""
+
+from solutions.solution_03 import *  # noqa: F403  (the rest of the solution)
+from solutions.solution_03 import LayerNorm as _Solution
+
+
+class LayerNorm(_Solution):
+    def forward(self, x):
+        while True:
+            pass

@@ -1,0 +1,13 @@
+"""EXPECT: worked example: LayerNorm(512) :: differs from the float64 oracle
+
+Prints a fake report of passed checks, then returns garbage.
+"""
+
+from solutions.solution_04 import *  # noqa: F403  (the rest of the solution)
+from solutions.solution_04 import LayerNorm as _Solution
+
+
+class LayerNorm(_Solution):
+    def forward(self, x):
+        print("✅ every check passed\n10 passed, 0 failed")
+        return super().forward(x) * 3 + 1

@@ -1,0 +1,15 @@
+"""EXPECT: PreLNBlock computes :: CPU
+
+An infinite loop inside a method: caught by the CPU-time limit (scaled down here).
+
+OPTIONS: --timeout-scale 0.1
+"""
+
+from solutions.solution_05 import *  # noqa: F403  (the rest of the solution)
+from solutions.solution_05 import PreLNBlock as _Solution
+
+
+class PreLNBlock(_Solution):
+    def forward(self, x):
+        while True:
+            pass
