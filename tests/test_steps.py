@@ -16,6 +16,7 @@ from tests.zoo_helpers import (
     checks_no_wrong_file_fails,
     cli_json,
     expectation,
+    machine_skips,
     zoo_cases,
 )
 
@@ -95,5 +96,9 @@ def test_solution_passes_every_check(step):
     assert code == 0, report
     assert report["passed"] is True and report["step"] == step
     assert len(report["checks"]) == 1 + len(load_checklist(step).checks)
-    assert all(check["status"] == "passed" for check in report["checks"]), report["checks"]
+    unrunnable = machine_skips(step)  # e.g. the GPU checks on a machine without a GPU: skipped, never passed
+    assert all(
+        check["status"] == "passed" or (check["status"] == "skipped" and check["name"] in unrunnable)
+        for check in report["checks"]
+    ), report["checks"]
     assert fingerprint(solutions) == before, "checking the solution wrote files next to it"

@@ -1,24 +1,28 @@
 """LayerNorm kernels for MAX: a naive scalar one (given) and a fast one (yours).
 
-The fast one uses SIMD across a row and threads across rows. Both compute, for each row of
+The fast one uses SIMD across a row and threads across rows on a CPU, and one thread block per
+row on a GPU (`layer_norm_gpu`, at the end of this file). Both compute, for each row of
 x (N, D) in float32,
 
     y = (x - mean) / sqrt(var + epsilon) * gamma + beta
 
 with the biased variance (divide by D). `epsilon` is a compile-time parameter: Python passes it
-with `parameters={"epsilon": eps}`. Both kernels run on the CPU only.
+with `parameters={"epsilon": eps}`. The naive kernel runs on the CPU only.
 """
 
 import extensibility
 from extensibility import InputTensor, OutputTensor
 from max.algorithm.functional import parallelize
+from max.gpu import WARP_SIZE, barrier, block_idx, grid_dim, lane_id, thread_idx, warp_id
 from max.gpu.host import DeviceContext
-from max.gpu.host.info import is_cpu
+from max.gpu.host.info import is_cpu, is_gpu
+from max.gpu.memory import AddressSpace
+from max.gpu.primitives.warp import sum as warp_sum
 from std.math import sqrt
+from std.memory import stack_allocation
 from std.sys import simd_width_of
 
 
-# ANCHOR: naive
 @extensibility.register("layer_norm_naive")
 struct LayerNormNaive[epsilon: Float32]:
     """One element at a time, one row after another: the correct, slow baseline."""
@@ -50,13 +54,11 @@ struct LayerNormNaive[epsilon: Float32]:
                     output[row, col] = (x[row, col] - mean) * rstd * gamma[col] + beta[col]
         else:
             raise Error("layer_norm_naive runs on the CPU only; compile the graph for CPU()")
-# ANCHOR_END: naive
 
 
-# ANCHOR: fast
 @extensibility.register("layer_norm_fast")
 struct LayerNormFast[epsilon: Float32]:
-    """SIMD across each row, rows spread over the CPU cores."""
+    """SIMD across each row, rows spread over the CPU cores; on a GPU, one thread block per row."""
 
     @staticmethod
     def execute[
@@ -105,6 +107,96 @@ struct LayerNormFast[epsilon: Float32]:
             #    runs the closure for row = 0 .. rows - 1 on all cores.
             raise Error("TODO: the fast kernel is not written yet (layer_norm_fast in layer_norm.mojo)")
             # TODO-BLOCK-END: rows
+        elif is_gpu[target]():
+            # TODO-BLOCK: gpu_launch
+            # TODO (GPU): launch layer_norm_gpu (at the end of this file) on the GPU stream `ctx`:
+            #     ctx.enqueue_function[layer_norm_gpu](
+            #         output.unsafe_ptr(), x.unsafe_ptr(), gamma.unsafe_ptr(), beta.unsafe_ptr(),
+            #         Int64(rows), Int64(width), Self.epsilon,
+            #         grid_dim=min(rows, GPU_MAX_GRID), block_dim=GPU_BLOCK,
+            #     )
+            # with rows = x.shape()[0] and width = x.shape()[1]. Arguments to a kernel have fixed widths
+            # (Int64, not Int). Launch nothing when rows == 0: a grid of zero blocks is an error.
+            raise Error("TODO: the GPU kernel is not launched yet (layer_norm_fast's GPU branch in layer_norm.mojo)")
+            # TODO-BLOCK-END: gpu_launch
         else:
-            raise Error("layer_norm_fast runs on the CPU only; compile the graph for CPU()")
-# ANCHOR_END: fast
+            raise Error("layer_norm_fast runs on a CPU or a GPU; compile the graph for one of them")
+
+
+# -- the GPU kernel: one thread block per row -------------------------------------------------------
+comptime GPU_BLOCK = 256  # threads per row: 8 warps of 32 on NVIDIA, 4 wavefronts of 64 on AMD
+comptime GPU_VEC = 4  # floats per vector load: 16 bytes, one 128-bit load per thread
+comptime GPU_MAX_GRID = 65536  # blocks launched at most; with more rows, each block takes several
+comptime SharedFloats = Pointer[Float32, MutUntrackedOrigin, address_space=AddressSpace.SHARED]
+
+
+def block_sum(value: Float32, partials: SharedFloats) -> Float32:
+    """The sum of `value` over all the block's threads, returned to every thread."""
+    # Within a warp: lanes swap registers (shuffles), log2(WARP_SIZE) steps, no memory.
+    var warp_total = warp_sum(value)
+    # Across warps: lane 0 of each warp leaves its warp's total in shared memory...
+    if lane_id() == 0:
+        partials.unsafe_store(Int(warp_id()), warp_total)
+    barrier()  # ...every warp's total is written before anyone reads...
+    # ...and every thread adds the few totals up itself, in the same order: the same result everywhere.
+    var total: Float32 = 0
+    for w in range(GPU_BLOCK // WARP_SIZE):
+        total += partials.unsafe_load(w)
+    barrier()  # every thread has read `partials` before the next call overwrites it
+    return total
+
+
+def normalise_row_gpu[V: Int](
+    ys: Pointer[Float32, MutAnyOrigin],
+    xs: Pointer[Float32, ImmutAnyOrigin],
+    gamma: Pointer[Float32, ImmutAnyOrigin],
+    beta: Pointer[Float32, ImmutAnyOrigin],
+    width: Int,
+    epsilon: Float32,
+    partials: SharedFloats,
+):
+    """One row, by the whole block: thread t takes V columns at t * V, then every GPU_BLOCK * V-th."""
+    # TODO-BLOCK: gpu_row
+    # TODO (GPU): normalise one row with the whole block. Thread t starts at column t * V and steps
+    # GPU_BLOCK * V columns at a time (comptime STRIDE = GPU_BLOCK * V), so neighbouring threads read
+    # neighbouring floats and the loads coalesce. The same three passes as on the CPU:
+    #
+    # 1. Each thread sums its columns into `lanes = SIMD[DType.float32, V](0)` with
+    #        lanes += xs.unsafe_load[width=V, alignment=V * 4](col)
+    #    in a `while col < width` loop (a thread past the end adds nothing: D = 1 must work). Then
+    #        var mean = block_sum(lanes.reduce_add(), partials) / Float32(width)
+    #    block_sum (above) adds one value from every thread and gives the total to every thread.
+    # 2. The same loop over (x - mean)², then rstd = 1 / sqrt(block_sum(...) / Float32(width) + epsilon).
+    # 3. A third loop writes ys.unsafe_store[alignment=V * 4](col, xhat * gamma + beta), loading gamma
+    #    and beta at the same columns.
+    #
+    # V is 4 when the row is 16-byte aligned (layer_norm_gpu below decides), else 1: write the loops once,
+    # for any V.
+    pass
+    # TODO-BLOCK-END: gpu_row
+
+
+def layer_norm_gpu(
+    y: Pointer[Float32, MutAnyOrigin],
+    x: Pointer[Float32, ImmutAnyOrigin],
+    gamma: Pointer[Float32, ImmutAnyOrigin],
+    beta: Pointer[Float32, ImmutAnyOrigin],
+    rows: Int64,
+    width: Int64,
+    epsilon: Float32,
+):
+    """The GPU kernel, launched with GPU_BLOCK threads per block. Plain pointers: any host can launch it."""
+    var partials = stack_allocation[GPU_BLOCK // WARP_SIZE, Float32, address_space=AddressSpace.SHARED]()
+    var d = Int(width)
+    # A 16-byte load needs a 16-byte address: every row start has one when D is a multiple of GPU_VEC
+    # and the buffers do. The test gives the same answer in every thread, so all reach every barrier.
+    var aligned = d % GPU_VEC == 0 and (Int(x) | Int(y) | Int(gamma) | Int(beta)) % (GPU_VEC * 4) == 0
+    var row = Int(block_idx.x)
+    while row < Int(rows):  # more rows than blocks: block b takes rows b, b + grid_dim.x, ...
+        var xs = x.unsafe_offset(row * d)
+        var ys = y.unsafe_offset(row * d)
+        if aligned:
+            normalise_row_gpu[GPU_VEC](ys, xs, gamma, beta, d, epsilon, partials)
+        else:
+            normalise_row_gpu[1](ys, xs, gamma, beta, d, epsilon, partials)
+        row += Int(grid_dim.x)

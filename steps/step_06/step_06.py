@@ -6,7 +6,8 @@ Python side: declare a kernel as an op, call it eagerly, use it inside a Module,
 Module once for every batch size.
 
 Your tasks: the fast kernel in layer_norm.mojo, then `MojoLayerNorm.forward` and
-`compile_mojo_layer_norm` below. Check with `make s06` (or `pixi run s06`).
+`compile_mojo_layer_norm` below; then, for a GPU, the fast kernel's GPU path (the GPU checks run
+where MAX sees a GPU, and are skipped elsewhere). Check with `make s06` (or `pixi run s06`).
 """
 
 from __future__ import annotations
@@ -77,18 +78,19 @@ class MojoLayerNorm(Module):
 
 def compile_mojo_layer_norm(dim: int, *, kernel: str = "fast", eps: float = 1e-5, weight=None,
                             bias=None, device: Device | None = None):
-    """A compiled graph taking x (N, dim) float32 to LayerNorm(x), for any batch size N.
+    """A compiled graph taking x (N, dim) float32 to LayerNorm(x), for any batch size N, on `device`.
 
     `weight` and `bias` (gamma and beta, arrays of shape (dim,)) default to ones and zeros.
-    Call the result with a Tensor: `run(Tensor.from_dlpack(x))`.
+    Call the result with a Tensor on that device: `run(Tensor.from_dlpack(x).to(device))`.
     """
     device = CPU() if device is None else device
-    if not device.is_host:
-        raise ValueError("The kernels of this step run on the CPU only: pass device=CPU().")
+    if kernel == "naive" and not device.is_host:
+        raise ValueError('The naive kernel runs on the CPU only: pass device=CPU(), or kernel="fast".')
     # TODO-BLOCK: compile
     # TODO: build a MojoLayerNorm(dim, eps=eps, kernel=kernel); when `weight` / `bias` are given,
-    # replace its weight / bias with Tensor.from_dlpack(np.ascontiguousarray(weight, np.float32)).
-    # Then compile it for inputs of type TensorType(DType.float32, ["batch", dim], device_ref),
+    # replace its weight / bias with Tensor.from_dlpack(np.ascontiguousarray(weight, np.float32)), and
+    # move it to the device: layer.to(device). Then compile it for inputs of type
+    # TensorType(DType.float32, ["batch", dim], device_ref),
     # where device_ref = DeviceRef.from_device(device): the string "batch" makes the first
     # dimension symbolic, so one compiled graph serves every batch size. Return layer.compile(...).
     raise NotImplementedError("compile_mojo_layer_norm")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from tests.check.engine import REPO_ROOT, available_steps, display_path, load_checklist, run_checklist
+from tests.check.formats import write_junit
 from tests.check.printer import ReportPrinter
 
 USAGE_ERROR = 2
@@ -34,6 +35,22 @@ def positive_float(text: str) -> float:
     return value
 
 
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options that choose which checks run and how long they may take (`check` and `grade` share them)."""
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="skip the slow checks (whole-graph compiles, timings); run without it before moving on",
+    )
+    parser.add_argument("--only", metavar="TEXT", help="run only the checks whose name contains TEXT")
+    parser.add_argument(
+        "--timeout-scale",
+        type=positive_float,
+        metavar="X",
+        help="multiply every time limit by X (a slow or busy machine; default 1, or $LAYERNORM_TIMEOUT_SCALE)",
+    )
+
+
 def check_parser(add_step_arguments=None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tests.check",
@@ -52,19 +69,11 @@ def check_parser(add_step_arguments=None) -> argparse.ArgumentParser:
         help="check these files instead (e.g. a folder of submissions: --file subs/*.py)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object per file instead of the report")
+    parser.add_argument(
+        "--junit", type=Path, metavar="PATH", help="also write the results as JUnit XML (one testsuite per file)"
+    )
     parser.add_argument("--verbose", action="store_true", help="print every failed check, also repeats of one cause")
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="skip the slow checks (whole-graph compiles, timings); run without it before moving on",
-    )
-    parser.add_argument("--only", metavar="TEXT", help="run only the checks whose name contains TEXT")
-    parser.add_argument(
-        "--timeout-scale",
-        type=positive_float,
-        metavar="X",
-        help="multiply every time limit by X (a slow or busy machine; default 1, or $LAYERNORM_TIMEOUT_SCALE)",
-    )
+    add_run_options(parser)
     parser.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)  # a checklist bug raises (our tests)
     if add_step_arguments:
         add_step_arguments(parser)
@@ -88,7 +97,7 @@ def check(argv: list[str]) -> int:
                 file=sys.stderr,
             )
             return USAGE_ERROR
-    all_passed = True
+    reports = []
     for path in paths:
         if options.json:
             report = run_checklist(checklist, path, options, strict=options.strict)
@@ -101,15 +110,27 @@ def check(argv: list[str]) -> int:
                 checklist, path, options, strict=options.strict, on_result=printer.result, on_note=printer.note
             )
             printer.finish(report, checklist.step)
-        all_passed &= report.passed
-    return 0 if all_passed else 1
+        reports.append(report)
+    if not (options.file or options.solution or options.quick or options.only):
+        from tests.check import progress
+
+        progress.store_report(checklist.step, report)  # your own step, every check: what `status` shows
+    if options.junit:
+        write_junit(options.junit, [report.as_json() for report in reports])
+    return 0 if all(report.passed for report in reports) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tests.check import commands, watch
+    from tests.check import commands, grade, watch
 
     argv = sys.argv[1:] if argv is None else argv
-    learner_commands = {"status": commands.status, "hint": commands.hint, "reset": commands.reset, "watch": watch.main}
+    learner_commands = {
+        "status": commands.status,
+        "hint": commands.hint,
+        "reset": commands.reset,
+        "watch": watch.main,
+        "grade": grade.main,  # for instructors: a class's submissions
+    }
     if not argv:
         return commands.status([])
     if argv[0] in learner_commands:

@@ -1,7 +1,8 @@
 """The learner's commands besides checking a step: `status`, `hint NN`, `reset NN` (`watch` has its own module).
 
 python -m tests.check                 the course at a glance (same as `status`)
-python -m tests.check status [--refresh]
+python -m tests.check status [--refresh] [--markdown]
+python -m tests.check status --started   the numbers of the steps you have started, one a line (runs nothing)
 python -m tests.check hint 03         the next hint for step 03, one level at a time
 python -m tests.check reset 03 [--yes]   your file saved to .checker/backups/, the skeleton put back
 """
@@ -13,6 +14,7 @@ import sys
 
 from tests.check import progress
 from tests.check.engine import REPO_ROOT, available_steps, load_checklist, run_checklist
+from tests.check.formats import markdown_report, table
 
 
 def step_report(step: str, refresh: bool = False, on_start=None) -> dict | None:
@@ -59,13 +61,31 @@ def first_unfinished(rows) -> str | None:
 def status(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.check status", description="Where you are in the course.")
     parser.add_argument("--refresh", action="store_true", help="re-run the checks of every started step")
+    parser.add_argument(
+        "--started", action="store_true", help="only print the numbers of the steps you have started (for scripts)"
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="print as Markdown, with the ✅/❌ table of each started step (CI)"
+    )
     options = parser.parse_args(argv)
+    if options.started:
+        for step in available_steps():
+            if not progress.not_started(step):
+                print(step)
+        return 0
     rows = status_rows(options.refresh, on_start=lambda step: print(f"(checking step {step}…)", file=sys.stderr))
+    nxt = first_unfinished(rows)
+    if options.markdown:
+        reports = [report for report in map(step_report, available_steps()) if report]  # cached by status_rows
+        print("## Your progress\n")
+        print(table(["step", "title", "your file", "state"], [list(row) for row in rows]) + "\n")
+        print(f"Next: step {nxt}: `make s{nxt}` (or `make watch`)\n" if nxt else "All done ✅\n")
+        print("\n".join(markdown_report(report) for report in reports), end="")
+        return 0
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     print(f"{'step':<4}  {'title':<{widths[1]}}  {'your file':<{widths[2]}}  state")
     for step, title, where, state in rows:
         print(f"{step:<4}  {title:<{widths[1]}}  {where:<{widths[2]}}  {state}")
-    nxt = first_unfinished(rows)
     print(f"\nNext: step {nxt}: make s{nxt} (or make watch); stuck? make hint NN={nxt}" if nxt else "\nAll done ✅")
     return 0
 

@@ -49,6 +49,8 @@ class Check:
     slow: bool = False  # skipped by --quick
     despite: tuple[str, ...] = ()  # block reasons under which this check still runs
     always: bool = False  # runs whatever --only selects: the later checks need it (e.g. a compile)
+    # why this machine or these options cannot run the check (e.g. it needs a GPU), or None: a skip, not a pass
+    skip_if: Callable[[object], str | None] | None = None
 
 
 @dataclass
@@ -74,10 +76,18 @@ class Checklist:
         self.solution = self.solution or f"solutions/solution_{self.step}.py"
 
     def check(
-        self, name: str, *, timeout: float | None = None, slow=False, despite: tuple[str, ...] = (), always=False
+        self,
+        name: str,
+        *,
+        timeout: float | None = None,
+        slow=False,
+        despite: tuple[str, ...] = (),
+        always=False,
+        skip_if: Callable[[object], str | None] | None = None,
     ):
         def register(function):
-            self.checks.append(Check(name, function, timeout or self.default_timeout, slow, despite, always))
+            check = Check(name, function, timeout or self.default_timeout, slow, despite, always, skip_if)
+            self.checks.append(check)
             return function
 
         return register
@@ -216,13 +226,13 @@ def _short(text: str, limit: int = 600) -> str:
 
 
 def skip_reason(check: Check, options) -> str | None:
-    """Why `options` (--only, --quick) leave this check out, or None."""
+    """Why `options` (--only, --quick) or the machine (the check's `skip_if`) leave this check out, or None."""
     only = getattr(options, "only", None)
     if only and only.lower() not in check.name.lower() and not check.always:
         return f"--only {only!r} selects other checks"
     if check.slow and getattr(options, "quick", False):
         return "--quick skips the slow checks (whole-graph compiles); run without it before moving on"
-    return None
+    return check.skip_if(options) if check.skip_if else None
 
 
 def run_checklist(

@@ -141,7 +141,16 @@ class Spare:
     def __init__(self, path: Path, preload=()):
         self.path = Path(path).resolve()
         self.child = _spawn(self.path, self.path.stem)
+        self.preloaded = False  # its reply to the preload is read, by wait_ready() or by the adopting Sandbox
         wire.write_frame(self.child.cmd_fd, ("preload", list(preload)))
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Blocks until the libraries are imported (True), or `timeout` seconds pass (False)."""
+        if not self.preloaded and select.select([self.child.reply_fd], [], [], timeout)[0]:
+            (size,) = wire.HEADER.unpack(wire.read_exact(self.child.reply_fd, wire.HEADER.size))
+            wire.read_exact(self.child.reply_fd, size)  # ("ok", None), or why a preload failed: a slower load
+            self.preloaded = True
+        return self.preloaded
 
     def discard(self) -> None:
         _kill(self.child)
@@ -180,7 +189,7 @@ class Sandbox:
         spare, self.spare = self.spare, None
         child = spare.child if spare else _spawn(self.path, self.module_name)
         self.process, self.cmd_fd, self.reply_fd, self.drain = child.process, child.cmd_fd, child.reply_fd, child.drain
-        if spare:  # its preload reply comes first; a failed preload only means a slower load
+        if spare and not spare.preloaded:  # its preload reply comes first; a failed preload only means a slower load
             try:
                 self._receive(_Watch(self.process.pid, self.import_timeout * self.scale, "importing libraries"))
             except (LearnerError, EOFError, OSError):

@@ -155,22 +155,19 @@ def forward_still_right(learner):
     )
 
 
-@checklist.check("dbeta matches the oracle (random dy)")
-def dbeta_matches(learner):
-    x, gamma, beta, dy = case(12)
-    return judge_grads(learner, x, gamma, beta, 1e-5, dy, which=("dbeta",))
+def register_gradient_check(name: str, seed: int, gradient: str) -> None:
+    """A check that one gradient matches the oracle, naming the classic mistakes of that gradient."""
+
+    def matches(learner):
+        x, gamma, beta, dy = case(seed)
+        return judge_grads(learner, x, gamma, beta, 1e-5, dy, which=(gradient,))
+
+    checklist.check(name)(matches)
 
 
-@checklist.check("dgamma matches the oracle (random dy)")
-def dgamma_matches(learner):
-    x, gamma, beta, dy = case(13)
-    return judge_grads(learner, x, gamma, beta, 1e-5, dy, which=("dgamma",))
-
-
-@checklist.check("dx matches the oracle (random dy, random gamma)")
-def dx_matches(learner):
-    x, gamma, beta, dy = case(14)
-    return judge_grads(learner, x, gamma, beta, 1e-5, dy, which=("dx",))
+register_gradient_check("dbeta matches the oracle (random dy)", 12, "dbeta")
+register_gradient_check("dgamma matches the oracle (random dy)", 13, "dgamma")
+register_gradient_check("dx matches the oracle (random dy, random gamma)", 14, "dx")
 
 
 @checklist.check("finite-difference gradient check (float64, centred): relative error < 1e-7 for dx, dgamma, dbeta")

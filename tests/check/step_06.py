@@ -2,12 +2,16 @@
 
 The learner's step is a folder: a Mojo package (`layer_norm.mojo`) plus Python glue (`step_06.py`).
 The checks run the glue in the learner's process; it compiles the package. Every kernel output is
-judged against the float64 oracle here.
+judged against the float64 oracle here. The CPU checks always run on the CPU; the GPU checks (last)
+run where MAX sees a GPU (`--device auto|gpu`), and are skipped, saying why, where it sees none.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +22,7 @@ from tests.check.kit import (
     Fail,
     LearnerError,
     Mistake,
+    TensorRecord,
     expect_array,
     expect_close,
     forward_mistakes,
@@ -32,6 +37,12 @@ ATOL = 1e-4  # float32 kernel against the float64 oracle; the classic mistakes a
 SIMD_WIDTHS = (4, 8, 16, 32, 64)  # the vector widths a tail bug can be tied to
 NO_PACKAGE = "the Mojo package does not compile (see above)."
 TODO_KERNEL = "the fast kernel is still a TODO (see above)."
+TODO_GPU = "the GPU path of the fast kernel is still a TODO (see above)."
+# The solution's launch (layer_norm.mojo): one block of GPU_BLOCK threads per row, GPU_VEC-float loads, and
+# at most GPU_MAX_GRID blocks; the GPU shapes straddle each (D = 1, D beyond a block's sweep, more rows
+# than blocks), and mistakes tied to them are named.
+GPU_BLOCK, GPU_VEC, GPU_MAX_GRID = 256, 4, 65536
+GPU_SHAPES = ((64, 768), (37, 771), (1, 771), (3, 771), (5, 1), (3, 4099), (2, 8192), (GPU_MAX_GRID + 5, 3))
 FIXES = {  # the catalogued mistakes of a kernel, and how to fix each in Mojo
     "eps-ignored": "use the struct's parameter, `Self.epsilon`, in rstd = 1 / sqrt(var + Self.epsilon)",
     "no-eps": "rstd = 1 / sqrt(var + Self.epsilon)",
@@ -47,8 +58,58 @@ FIXES = {  # the catalogued mistakes of a kernel, and how to fix each in Mojo
 }
 
 
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "gpu"),
+        default="auto",
+        help="where the GPU checks run (default auto: on the GPU when MAX sees one); the CPU checks always run",
+    )
+
+
+@functools.cache
+def visible_gpu() -> str | None:
+    """The GPU MAX sees ("gpu:0, NVIDIA H100 80GB HBM3, sm_90"), or None.
+
+    Asked in a child process: the judge never imports MAX, and a missing or broken driver stays there.
+    """
+    code = (
+        "from max.driver import Accelerator, accelerator_count\n"
+        "if accelerator_count():\n"
+        "    d = Accelerator()\n"
+        "    print(f'{d.label}:{d.id}, {d.model_name}, {d.architecture_name}')\n"
+    )
+    try:
+        found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = found.stdout.strip().splitlines() if found.returncode == 0 else []
+    return lines[-1] if lines else None
+
+
+def gpu_skip(options) -> str | None:
+    """Why the GPU checks are skipped (--device cpu, or auto on a machine without a GPU), or None.
+
+    `--device gpu` on a machine without one is not a skip: the checks run and fail, saying so.
+    """
+    device = getattr(options, "device", "auto")
+    if device == "cpu":
+        return "--device cpu: the GPU kernel is not run here (--device auto runs it where MAX sees a GPU)"
+    if device == "auto" and visible_gpu() is None:
+        return "no GPU here: MAX sees no accelerator, so the GPU kernel cannot run (skipped, not passed)"
+    return None
+
+
 def notes(options) -> list[str]:
+    skipped, gpu = gpu_skip(options), visible_gpu()
+    if skipped:
+        device = f"Device: the CPU. The GPU checks are skipped: {skipped}."
+    elif gpu:
+        device = f"Devices: the CPU checks on the CPU, the GPU checks on {gpu}."
+    else:
+        device = "Device: the CPU. --device gpu was asked for, but MAX sees no GPU here: the GPU checks fail."
     return [
+        device,
         "The first run compiles your Mojo package and the MAX kernels (minutes on a slow machine);",
         "after each edit of layer_norm.mojo the kernel graphs compile again (tens of seconds).",
     ]
@@ -91,6 +152,7 @@ checklist = Checklist(
     default_timeout=300.0,  # CPU seconds: the first call of a kernel compiles its graph (a minute or two, cold)
     skeleton="steps/step_06/step_06.py",
     solution="solutions/solution_06/solution_06.py",
+    add_arguments=add_arguments,
     notes=notes,
     after=speed,
 )
@@ -113,12 +175,21 @@ def compiler_message(text: str, package: Path) -> str:
     return " | ".join(kept or [line for line in lines if line.strip() and "Crashpad" not in line][-3:])
 
 
-def run_kernel(learner, probe, *args, during: str):
+def run_kernel(learner, probe, *args, during: str, gpu: bool = False):
     """Runs a probe that calls the fast kernel, turning kernel failures into hints."""
     try:
         result = learner.probe(probe, *args, during=during)
     except LearnerError as error:
         raised = re.search(r'An error occurred in kernel named "[^"]*":\s*(.+?)\s*(?:Fusion info:|$)', str(error), re.S)
+        if gpu:  # the GPU branch's TODO, however MAX words a GPU kernel's error
+            anywhere = re.search(r"TODO: [^\n\"]*", str(error))
+            todo = raised.group(1) if raised and "TODO" in raised.group(1) else anywhere and anywhere.group(0)
+            if todo:
+                raise Fail(
+                    f'Still a TODO: the fast kernel\'s GPU path raises "{todo.strip()}". Launch layer_norm_gpu in '
+                    f"the GPU branch of {KERNEL_FILE}, and write normalise_row_gpu.",
+                    blocks=TODO_GPU,
+                ) from None
         if raised is None:
             if "no kernel named" in str(error):
                 raise Fail(
@@ -140,8 +211,9 @@ def run_kernel(learner, probe, *args, during: str):
     return result
 
 
-def kernel_output(value, x, gamma, beta, eps, name="mojo_layer_norm(x, gamma, beta)") -> np.ndarray:
-    """The kernel's output as float32 values, or Fail naming what is wrong, and where."""
+def kernel_output(value, x, gamma, beta, eps, name="mojo_layer_norm(x, gamma, beta)", diagnose=None) -> np.ndarray:
+    """The kernel's output as float32 values, or Fail naming what is wrong, and where (`diagnose`: the
+    positional patterns to look for, the CPU kernel's by default)."""
     y = getattr(value, "values", None)
     if isinstance(y, np.ndarray) and y.shape == x.shape:  # before the NaN check: unwritten memory holds garbage
         try:
@@ -151,7 +223,7 @@ def kernel_output(value, x, gamma, beta, eps, name="mojo_layer_norm(x, gamma, be
         except Fail as failure:
             if "differs from the float64 oracle" not in str(failure):
                 raise  # a catalogued mistake, named
-            diagnose_positions(np.asarray(y, np.float64), x, gamma, beta, eps)
+            (diagnose or diagnose_positions)(np.asarray(y, np.float64), x, gamma, beta, eps)
     return expect_array(
         value,
         name,
@@ -198,12 +270,24 @@ def count(k: int, noun: str) -> str:
     return f"{k} {noun}{'s' * (k != 1)} {'are' if k != 1 else 'is'}"
 
 
+def wrong_positions(y, x, gamma, beta, eps) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows, and which columns, of `y` hold a value the oracle does not (two boolean masks)."""
+    wrong = ~np.isclose(y, layernorm(x, gamma, beta, eps), atol=ATOL, rtol=0)
+    return wrong.any(axis=1), wrong.any(axis=0)
+
+
+def statistics_of_first(head: int, divisor: int, x, gamma, beta, eps) -> np.ndarray:
+    """LayerNorm with the mean and variance summed over the first `head` columns only, divided by `divisor`."""
+    x = np.asarray(x, np.float64)
+    mean = x[:, :head].sum(axis=1, keepdims=True) / divisor
+    var = ((x[:, :head] - mean) ** 2).sum(axis=1, keepdims=True) / divisor
+    return (x - mean) / np.sqrt(var + eps) * gamma + beta
+
+
 def diagnose_positions(y, x, gamma, beta, eps) -> None:
     """Fail naming where the output is wrong, when only some rows or only the last columns are."""
-    x, expected = np.asarray(x, np.float64), layernorm(x, gamma, beta, eps)
-    wrong = ~np.isclose(y, expected, atol=ATOL, rtol=0)
-    rows, columns = wrong.any(axis=1), wrong.any(axis=0)
-    n, d = wrong.shape
+    rows, columns = wrong_positions(y, x, gamma, beta, eps)
+    n, d = np.shape(x)
     if rows.any() and not rows.all():
         bad = np.flatnonzero(rows)
         if bad[0] == n - len(bad):
@@ -228,9 +312,7 @@ def diagnose_positions(y, x, gamma, beta, eps) -> None:
         )
     for head, tail in ((d - d % w, d % w) for w in SIMD_WIDTHS if d % w and d > w):
         for divisor in (head, d):  # statistics summed over whole vectors only
-            mean = x[:, :head].sum(axis=1, keepdims=True) / divisor
-            var = ((x[:, :head] - mean) ** 2).sum(axis=1, keepdims=True) / divisor
-            skipped = (x - mean) / np.sqrt(var + eps) * gamma + beta
+            skipped = statistics_of_first(head, divisor, x, gamma, beta, eps)
             if np.allclose(y[:, :head], skipped[:, :head], atol=ATOL):
                 output = "" if np.allclose(y[:, head:], skipped[:, head:], atol=ATOL) else " and out of the output"
                 raise Fail(
@@ -273,8 +355,8 @@ def matches_with_tail(learner):
 
 @checklist.check("fast kernel, a single row and an odd row count (1 x 771, 3 x 771)")
 def few_rows(learner):
-    kernel_matches(learner, *case(3, 1, 771), 1e-5)
-    return kernel_matches(learner, *case(30, 3, 771), 1e-5)
+    kernel_matches(learner, *case(30, 3, 771), 1e-5)  # first: with three rows a missing one can be told apart
+    return kernel_matches(learner, *case(3, 1, 771), 1e-5)
 
 
 @checklist.check("epsilon is honoured (epsilon=10 shrinks the output as it should)")
@@ -282,13 +364,22 @@ def epsilon_honoured(learner):
     return kernel_matches(learner, *case(4, 5, 40), 10.0)
 
 
+def large_mean_case(seed: int, d: int):
+    """Rows around 1e4 with unit spread, gamma = 1, beta = 0: where E[x²] - E[x]² cancels in float32."""
+    x = (1e4 + np.random.default_rng(seed).normal(size=(8, d))).astype(np.float32)
+    return x, np.ones(d, np.float32), np.zeros(d, np.float32)
+
+
 @checklist.check("numerically stable: float32 rows around 1e4 with unit spread")
 def stable_large_mean(learner):
-    x = (1e4 + np.random.default_rng(5).normal(size=(8, 771))).astype(np.float32)
-    gamma, beta = np.ones(771, np.float32), np.zeros(771, np.float32)
+    x, gamma, beta = large_mean_case(5, 771)
     y, *_ = run_kernel(
         learner, max_side.eager, x, gamma, beta, 1e-5, during="calling mojo_layer_norm on rows around 1e4"
     )
+    return judge_large_mean(y, x, gamma, beta)
+
+
+def judge_large_mean(y, x, gamma, beta) -> str:
     values = getattr(y, "values", None)
     if isinstance(values, np.ndarray) and values.shape == x.shape and not np.all(np.isfinite(values)):
         raise Fail(
@@ -371,3 +462,147 @@ def not_the_builtin(learner):
             'through layer_norm_op("fast", eps).'
         )
     return "custom op staged, no built-in LayerNorm"
+
+
+# -- the GPU checks: the same kernel's GPU path, where MAX sees a GPU -------------------------------
+def gpu_run(learner, x, gamma, beta, eps):
+    """The fast kernel's output on the GPU, as a TensorRecord that says where it was computed."""
+    n, d = x.shape
+    record = run_kernel(
+        learner,
+        max_side.eager_on_gpu,
+        getattr(learner.options, "device", "auto"),
+        x,
+        gamma,
+        beta,
+        eps,
+        during=f"calling mojo_layer_norm on a {n}x{d} input on the GPU",
+        gpu=True,
+    )
+    on_the_gpu(record, "mojo_layer_norm on GPU tensors")
+    return record
+
+
+def on_the_gpu(record, name: str) -> None:
+    device = getattr(record, "device", "")
+    if isinstance(record, TensorRecord) and not device.startswith("gpu"):
+        raise Fail(f"{name} came back on {device}, not on the GPU: the op must run where its inputs are.")
+
+
+def diagnose_gpu(y, x, gamma, beta, eps) -> None:
+    """Fail naming the GPU mistakes that leave a pattern: rows past the grid, columns past one sweep of the block."""
+    rows, columns = wrong_positions(y, x, gamma, beta, eps)
+    n, d = np.shape(x)
+    if rows.any() and not rows.all():
+        bad = np.flatnonzero(rows)
+        if bad[0] == GPU_MAX_GRID and len(bad) == n - GPU_MAX_GRID:
+            raise Fail(
+                f"Rows {GPU_MAX_GRID} and beyond are wrong, the rows before right: the grid has at most "
+                f"{GPU_MAX_GRID} blocks, so a block must take several rows (row = block_idx.x, then "
+                "row += grid_dim.x while row < rows)."
+            )
+        listed = ", ".join(map(str, bad[:5])) + ("…" if len(bad) > 5 else "")
+        raise Fail(
+            f"Rows {listed} are wrong on the GPU, the others right: check the row offset (row * width) of their "
+            "loads and stores."
+        )
+    sweeps = [head for head in (GPU_BLOCK, GPU_BLOCK * GPU_VEC) if head < d]
+    if columns.any() and not columns.all():
+        first = int(np.flatnonzero(columns)[0])
+        if first in sweeps and columns[first:].all():
+            raise Fail(
+                f"Columns {first} to {d - 1} are wrong, the first {first} right: one sweep of the block covers "
+                f"{first} columns and D = {d}. Each thread must loop over its columns: while col < width, "
+                "col += STRIDE (GPU_BLOCK * V)."
+            )
+    for head in sweeps:
+        for divisor in (head, d):
+            partial = statistics_of_first(head, divisor, x, gamma, beta, eps)
+            if np.allclose(y[:, :head], partial[:, :head], atol=ATOL):
+                raise Fail(
+                    f"The statistics cover only the first {head} of {d} columns, one sweep of the block: each "
+                    "thread must keep adding its columns (while col < width: ...; col += STRIDE) before "
+                    "block_sum, and the sums are divided by D."
+                )
+
+
+def gpu_matches_oracle(learner, x, gamma, beta, eps) -> float:
+    y = kernel_output(
+        gpu_run(learner, x, gamma, beta, eps),
+        x,
+        gamma,
+        beta,
+        eps,
+        "mojo_layer_norm(x, gamma, beta) on the GPU",
+        diagnose_gpu,
+    )
+    expected = layernorm(x, gamma, beta, eps)
+    expect_close(y, expected, name="y", atol=ATOL, mistakes=kernel_mistakes(x, gamma, beta, eps))
+    return float(np.max(np.abs(y.astype(np.float64) - expected)))
+
+
+def gpu_check(name: str, **options):
+    """A check of the GPU path: skipped, saying why, where the GPU kernel cannot run (gpu_skip)."""
+    return checklist.check(name, skip_if=gpu_skip, **options)
+
+
+@gpu_check(
+    "GPU: the kernel on the GPU matches the oracle at 64 x 768, 37 x 771, 1 x 771, 3 x 771, 5 x 1, 3 x 4099, "
+    f"2 x 8192 and {GPU_MAX_GRID + 5} x 3"
+)
+def gpu_matches(learner):
+    worst = max(gpu_matches_oracle(learner, *case(40 + i, n, d), 1e-5) for i, (n, d) in enumerate(GPU_SHAPES))
+    return f"max error {worst:.1e} over {len(GPU_SHAPES)} shapes"
+
+
+@gpu_check("GPU: numerically stable (rows around 1e4) and epsilon honoured (epsilon=10) on the GPU")
+def gpu_stable(learner):
+    for seed, d in ((5, 771), (8, 768)):  # one scalar row, one that takes vector loads
+        x, gamma, beta = large_mean_case(seed, d)
+        message = judge_large_mean(gpu_run(learner, x, gamma, beta, 1e-5), x, gamma, beta)
+    gpu_matches_oracle(learner, *case(4, 5, 40), 10.0)
+    return message
+
+
+@gpu_check(
+    "GPU: compile_mojo_layer_norm(768, device=the GPU) with eps=0.5 serves N=3 and N=50 and matches the oracle",
+    slow=True,
+    timeout=600,
+)
+def gpu_compiled(learner):
+    _, gamma, beta = case(6, 1, 768)
+    xs, eps = [case(60 + n, n, 768)[0] for n in (3, 50)], 0.5
+    try:
+        outputs = run_kernel(
+            learner,
+            max_side.compiled_kernel_on_gpu,
+            getattr(learner.options, "device", "auto"),
+            768,
+            gamma,
+            beta,
+            eps,
+            xs,
+            during="compiling and running compile_mojo_layer_norm(768, device=the GPU)",
+            gpu=True,
+        )
+    except LearnerError as error:
+        if error.exc_type in ("NotImplementedError", "Fail"):
+            raise
+        raise Fail(
+            f"compile_mojo_layer_norm(768, device=the GPU) failed ({str(error)[:300]}): move the module to the "
+            'device, layer.to(device), and compile for TensorType(DType.float32, ["batch", dim], '
+            "DeviceRef.from_device(device))."
+        ) from None
+    worst = 0.0
+    for x, record in zip(xs, outputs, strict=True):
+        name = f"the compiled graph's output for N={x.shape[0]}"
+        if isinstance(record, TensorRecord) and not record.device.startswith("gpu"):
+            raise Fail(
+                f"{name} came back on {record.device}, not on the GPU: compile for the device you are given "
+                "(layer.to(device), and DeviceRef.from_device(device) in the TensorType)."
+            )
+        y = kernel_output(record, x, gamma, beta, eps, name=name, diagnose=diagnose_gpu)
+        expected = layernorm(x, gamma, beta, eps)
+        expect_close(y, expected, name=name, atol=ATOL, mistakes=kernel_mistakes(x, gamma, beta, eps))
+        worst = max(worst, float(np.max(np.abs(y.astype(np.float64) - expected))))
+    return f"max error {worst:.1e}"

@@ -66,13 +66,38 @@ class Watcher:
             self.run_thread.join()
 
     def run(self, step: str, cancel: threading.Event) -> None:
+        """The quick checks first (feedback in seconds); when they pass, every check, slow ones included."""
+        total = len(available_steps())
+        checklist = load_checklist(step)
+        spares = [self.spare, Spare(REPO_ROOT / checklist.skeleton, checklist.preload)]  # the second starts now
+        self.spare = None
+        try:
+            for quick in (True, False):
+                report = self.run_once(step, cancel, quick, spares.pop(0))
+                if report is None:
+                    return  # cancelled
+                if not report.passed or not quick:
+                    progress.store_report(step, report)  # a passing quick run is not "done": it skipped checks
+                judged = [r for r in report.results if r.status != "skipped"]
+                passed = sum(r.passed for r in judged)
+                self.print(f"\nstep {int(step)} of {total} · {passed}/{len(judged)} checks · {summary(report)}")
+                if not report.passed or not quick or not any(r.status == "skipped" for r in report.results):
+                    break  # the full run is the last (checks a machine cannot run stay skipped in it)
+                self.print("The quick checks pass; now the slow ones too (they compile).")
+        finally:
+            for spare in (s for s in spares if s is not None):  # unused: the next run of this step takes it
+                if self.spare is None and not cancel.is_set():
+                    self.spare = spare
+                else:
+                    spare.discard()
+        self.events.put(("done", step, report.passed))
+
+    def run_once(self, step: str, cancel: threading.Event, quick: bool, spare: Spare | None):
         from tests.check.__main__ import parse_check_arguments
 
-        checklist, options = parse_check_arguments([step])
-        total = len(available_steps())
-        self.print(f"\n── step {step} of {total}: {checklist.title} ── {load_checklist(step).skeleton}")
+        checklist, options = parse_check_arguments([step, *(["--quick"] if quick else [])])
+        self.print(f"\n── step {step} of {len(available_steps())}: {checklist.title} ── {checklist.skeleton}")
         printer = ReportPrinter(out=self.out)
-        spare, self.spare = self.spare, None
         try:
             report = run_checklist(
                 checklist,
@@ -84,14 +109,10 @@ class Watcher:
                 spare=spare,
             )
         except RunCancelled:
-            return
+            return None
         for line in printer.cascades():
             self.print(line)
-        progress.store_report(step, report)
-        judged = [r for r in report.results if r.status != "skipped"]
-        passed = sum(r.passed for r in judged)
-        self.print(f"\nstep {int(step)} of {total} · {passed}/{len(judged)} checks · {summary(report)}")
-        self.events.put(("done", step, report.passed))
+        return report
 
     # -- the loop --------------------------------------------------------------------------------
     def print(self, text: str) -> None:
@@ -117,6 +138,7 @@ class Watcher:
         for thread in threads:
             thread.start()
         self.print(f"Watching steps/ — save your file to re-check it. {KEYS if self.interactive else 'Ctrl-C stops.'}")
+        self.prepare_spare()
         self.start_run()
         steps = available_steps()
         while True:

@@ -23,6 +23,8 @@ from tests.check.kit.judging import (
     layernorm_grads,
     random_case,
     relative_error,
+    representable,
+    tolerance,
     type_name,
     upstream_gradient,
 )

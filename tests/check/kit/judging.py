@@ -133,6 +133,18 @@ def tolerance(dtype, size: int = 1) -> float:
     return PRECISION[dtype_name(dtype)] * max(1.0, float(np.sqrt(size / 1024)))
 
 
+def representable(array, dtype) -> np.ndarray:
+    """`array` as float32 values that `dtype` holds exactly: bfloat16 keeps 8 significant bits (rounded to nearest,
+    ties to even), float32 all of them. Inputs made so survive the learner's cast unchanged, whatever its rounding,
+    and the oracle sees exactly what the learner's code saw."""
+    values = np.ascontiguousarray(array, dtype=np.float32)
+    if dtype_name(dtype) != "bfloat16":
+        return values
+    bits = values.view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+    return rounded.astype(np.uint32).view(np.float32).reshape(values.shape)
+
+
 def expect_close(actual, expected, *, name: str, dtype=None, atol=None, rtol=None, mistakes=()) -> str:
     """Pass with "max error …" when `actual` ≈ `expected`, else Fail naming the closest known mistake.
 

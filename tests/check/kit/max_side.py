@@ -74,21 +74,37 @@ def device_for(name: str):
     return CPU()
 
 
-def to_tensor(array, device=None, dtype=np.float32):
-    """A MAX Tensor holding `array` on `device` (default: the CPU)."""
+def to_tensor(array, device=None, dtype=np.float32, cast=None):
+    """A MAX Tensor holding `array` on `device` (default: the CPU), cast to the MAX DType `cast` if given."""
+    from max.dtype import DType
     from max.experimental.tensor import Tensor
 
     tensor = Tensor.from_dlpack(np.ascontiguousarray(array, dtype=dtype))
-    return tensor if device is None else tensor.to(device)
+    tensor = tensor if device is None else tensor.to(device)
+    return tensor if cast is None or cast == DType.float32 else tensor.cast(cast)
+
+
+def dtype_for(device, name: str = "auto"):
+    """Step 03's dtype (--dtype): float32 or bfloat16; auto is MAX's default on `device` (float32 on a CPU, bfloat16
+    on an accelerator), what a LayerNorm built there without a dtype gets."""
+    from max.dtype import DType
+    from max.experimental.tensor import defaults
+
+    return defaults(device=device)[0] if name == "auto" else getattr(DType, name)
+
+
+def session_dtype(module, device_name, dtype="auto") -> str:
+    """The dtype name ("float32", "bfloat16") the step-03 checks run in, on the device of --device."""
+    return dtype_for(device_for(device_name), dtype).name.lower()
 
 
 @contextmanager
-def creating_on(device):
-    """Parameters made by Tensor.ones/zeros land on `device`, as float32."""
+def creating_on(device, dtype=None):
+    """Parameters made by Tensor.ones/zeros land on `device`, as `dtype` (default float32)."""
     from max.dtype import DType
     from max.experimental.tensor import default_device, default_dtype
 
-    with default_device(device), default_dtype(DType.float32):
+    with default_device(device), default_dtype(dtype or DType.float32):
         yield
 
 
@@ -131,16 +147,16 @@ def class_report(module):
     return "overrides __call__" if "__call__" in vars(layer_norm_class(module)) else ""
 
 
-def new_layer(module, device_name, **kwargs):
+def new_layer(module, device_name, dtype="auto", **kwargs):
     ready()
     cls, device = layer_norm_class(module), device_for(device_name)
-    with creating_on(device):
+    with creating_on(device, dtype_for(device, dtype)):
         return cls(DIM, **kwargs), device
 
 
-def fresh(module, device_name, **kwargs):
+def fresh(module, device_name, dtype="auto", **kwargs):
     """A new LayerNorm(DIM, **kwargs): its registered parameters, and weight, bias and eps where present."""
-    layer, _ = new_layer(module, device_name, **kwargs)
+    layer, _ = new_layer(module, device_name, dtype, **kwargs)
     report = {name: getattr(layer, name) for name in ("weight", "bias", "eps") if hasattr(layer, name)}
     if not isinstance(report.get("eps", 0.0), (int, float, str, type(None))):
         report["eps"] = repr(report["eps"])
@@ -179,13 +195,14 @@ def spy_on_layer_norm(module):
             setattr(owner, name, originals[kind])
 
 
-def forward(module, device_name, x, gamma=None, beta=None, eps=None):
-    """LayerNorm(DIM[, eps]).forward(x) with the given parameters, under a spy on F.layer_norm."""
-    layer, device = new_layer(module, device_name, **({} if eps is None else {"eps": eps}))
+def forward(module, device_name, x, gamma=None, beta=None, eps=None, dtype="auto"):
+    """LayerNorm(DIM[, eps]).forward(x) with the given parameters, under a spy on F.layer_norm, in `dtype`."""
+    layer, device = new_layer(module, device_name, dtype, **({} if eps is None else {"eps": eps}))
+    cast = dtype_for(device, dtype)
     if gamma is not None:
-        layer.weight, layer.bias = to_tensor(gamma, device), to_tensor(beta, device)
+        layer.weight, layer.bias = to_tensor(gamma, device, cast=cast), to_tensor(beta, device, cast=cast)
     with spy_on_layer_norm(module) as calls:
-        out = layer.forward(to_tensor(x, device))
+        out = layer.forward(to_tensor(x, device, cast=cast))
     epsilon = [bound.get("epsilon") for _, bound in calls]
     return {
         "out": out,
@@ -215,78 +232,88 @@ def _not_a_tensor(function_name, value) -> str | None:
     return None
 
 
-def from_scratch(module, device_name, xs, gamma, beta, eps):
-    """layer_norm_from_scratch traced into one graph (symbolic batch), run on each of `xs`."""
+def from_scratch(module, device_name, xs, gamma, beta, eps, dtype="auto"):
+    """layer_norm_from_scratch traced into a graph with a symbolic batch (it must be MAX ops all the way), then
+    run eagerly on each of `xs`: tracing proves it compiles, and the interpreter runs it without a compile.
+
+    In float32 whatever `dtype` says: the composition is about the maths (and float32's cancellation), and a
+    bfloat16 mean of rows around 100 can be off by a quarter before any mistake of the learner's."""
     ready()
-    key = ("from_scratch", device_name, eps)
-    if key not in MEMO:
-        from max.dtype import DType
-        from max.experimental.nn import Module
-        from max.graph import TensorType
+    from max.dtype import DType
+    from max.experimental.nn import Module
+    from max.graph import TensorType
 
-        function = getattr(module, "layer_norm_from_scratch", None)
-        if not callable(function):
-            raise Fail("Your file defines no `layer_norm_from_scratch` function.")
-        device, problems = device_for(device_name), []
+    function = getattr(module, "layer_norm_from_scratch", None)
+    if not callable(function):
+        raise Fail("Your file defines no `layer_norm_from_scratch` function.")
+    device, problems = device_for(device_name), []
+    weights = to_tensor(gamma, device), to_tensor(beta, device)
 
-        class FromScratch(Module):
-            def __init__(self):
-                self.gamma, self.beta = to_tensor(gamma, device), to_tensor(beta, device)
+    def checked(x, gamma, beta):
+        out = function(x, gamma, beta, eps)
+        problems.append(_not_a_tensor("layer_norm_from_scratch", out))
+        if problems[-1]:
+            raise TypeError(problems[-1])
+        return out
 
-            def forward(self, x):
-                out = function(x, self.gamma, self.beta, eps)
-                problems.append(_not_a_tensor("layer_norm_from_scratch", out))
-                if problems[-1]:
-                    raise TypeError(problems[-1])
-                return out
+    class FromScratch(Module):
+        def __init__(self):
+            self.gamma, self.beta = weights
 
-        with spy_on_layer_norm(module) as calls:
-            try:
-                compiled = FromScratch().compile(TensorType(DType.float32, ["batch", DIM], device=device))
-            except Exception:
-                if problems and problems[-1]:  # MAX may wrap what forward raised; the reason is what matters
-                    raise Fail(problems[-1]) from None
-                raise
-        if calls:
-            raise Fail(
-                "layer_norm_from_scratch calls layer_norm: build it from MAX primitives instead (F.mean over "
-                "axis=-1, the mean of the centred square, F.rsqrt, then scale and shift)."
-            )
-        MEMO[key] = compiled, device
-    compiled, device = MEMO[key]
-    return [compiled(to_tensor(x, device)) for x in xs]
+        def forward(self, x):
+            return checked(x, self.gamma, self.beta)
+
+    with spy_on_layer_norm(module) as calls:
+        try:
+            FromScratch().trace(TensorType(DType.float32, ["batch", DIM], device=device))
+            outputs = [checked(to_tensor(x, device), *weights) for x in xs]
+        except Exception:
+            if problems and problems[-1]:  # MAX may wrap what forward raised; the reason is what matters
+                raise Fail(problems[-1]) from None
+            raise
+    if calls:
+        raise Fail(
+            "layer_norm_from_scratch calls layer_norm: build it from MAX primitives instead (F.mean over "
+            "axis=-1, the mean of the centred square, F.rsqrt, then scale and shift)."
+        )
+    return outputs
 
 
-def compiled(module, device_name, xs):
-    """compile_layer_norm(DIM, device=...) once, run on each of `xs`, beside the eager module."""
+def compiled(module, device_name, xs, dtype="auto"):
+    """compile_layer_norm(DIM, device=...) once (with dtype=... unless float32), run on each of `xs`, beside the eager
+    module."""
     ready()
-    key, device = ("compiled", device_name), device_for(device_name)
+    key, device = ("compiled", device_name, dtype), device_for(device_name)
+    cast = dtype_for(device, dtype)
     if key not in MEMO:
         compile_layer_norm = getattr(module, "compile_layer_norm", None)
         if not callable(compile_layer_norm):
             raise Fail("Your file defines no `compile_layer_norm` function.")
-        with creating_on(device):
-            MEMO[key] = compile_layer_norm(DIM, device=device)
+        with creating_on(device, cast):
+            MEMO[key] = compile_layer_norm(DIM, device=device, **({} if cast.name == "float32" else {"dtype": cast}))
     graph = MEMO[key]
     if graph is None:
         raise Fail("compile_layer_norm returned None: a placeholder is still there, or a `return` is missing.")
     if not callable(graph):
         raise Fail(f"compile_layer_norm returned a {type(graph).__name__}; return what Module.compile returns.")
-    layer, _ = new_layer(module, device_name)
+    layer, _ = new_layer(module, device_name, dtype)
     results = []
     for x in xs:
         try:
-            out = graph(to_tensor(x, device))
+            out = graph(to_tensor(x, device, cast=cast))
         except Exception as error:  # a static batch size refuses the others; say which
             results.append({"error": f"{type(error).__name__}: {error}"[:300], "batch": len(x)})
             continue
         results.append(
-            {"compiled": out[0] if isinstance(out, (list, tuple)) else out, "eager": layer(to_tensor(x, device))}
+            {
+                "compiled": out[0] if isinstance(out, (list, tuple)) else out,
+                "eager": layer(to_tensor(x, device, cast=cast)),
+            }
         )
     return results
 
 
-def device_label(module, device_name):
+def device_label(module, device_name, dtype="auto"):
     device = device_for(device_name)
     return f"{device.label}:{device.id}"
 
@@ -345,6 +372,29 @@ def eager(module, x, gamma, beta, eps):
     with GraphSpy() as spy:
         y = module.mojo_layer_norm(*inputs, eps=eps, kernel=FAST)
     return y, spy.record(), inputs
+
+
+def on_gpu(device_name):
+    """The accelerator of --device (gpu or auto), or Fail: the GPU checks never fall back to the CPU."""
+    device = device_for(device_name)
+    if device.is_host:
+        raise Fail("MAX sees no GPU in your code's process, so the GPU checks cannot run here.")
+    return device
+
+
+def eager_on_gpu(module, device_name, x, gamma, beta, eps):
+    """mojo_layer_norm on eager tensors on the GPU; the output comes back with the device it is on."""
+    device = on_gpu(device_name)
+    return module.mojo_layer_norm(*(to_tensor(a, device) for a in (x, gamma, beta)), eps=eps, kernel=FAST)
+
+
+def compiled_kernel_on_gpu(module, device_name, dim, gamma, beta, eps, xs):
+    """compile_mojo_layer_norm(dim, device=the GPU) once, run on each of `xs` (moved to the GPU)."""
+    device = on_gpu(device_name)
+    key = ("learner", dim, eps, "gpu")
+    if key not in MEMO:
+        MEMO[key] = module.compile_mojo_layer_norm(dim, kernel=FAST, eps=eps, weight=gamma, bias=beta, device=device)
+    return [MEMO[key](to_tensor(x, device)) for x in xs]
 
 
 def learner_graph(module, dim, gamma, beta, eps):
