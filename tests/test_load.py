@@ -29,9 +29,19 @@ def checker(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("step", ["01", "02", "04", "05", pytest.param("03", marks=pytest.mark.max)])
+@pytest.mark.parametrize(
+    "step",
+    [
+        "01",
+        "02",
+        "04",
+        "05",
+        pytest.param("03", marks=pytest.mark.max),
+        pytest.param("06", marks=[pytest.mark.max, pytest.mark.mojo]),
+    ],
+)
 def test_a_correct_solution_passes_on_a_busy_machine(busy_machine, step):
-    result = checker(step, "--solution", *(["--device", "cpu"] if step == "03" else []))
+    result = checker(step, "--solution", *(["--device", "cpu"] if step in ("03", "06") else []))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
