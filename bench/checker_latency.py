@@ -34,6 +34,7 @@ def _run_checker(step: str, env: dict, timeout: float) -> dict:
         return {"seconds": time.perf_counter() - started, "passed": False, "error": f"timed out after {timeout:.0f} s"}
     seconds = time.perf_counter() - started
     checks = passed = None
+    slowest = []
     for line in process.stdout.splitlines():
         try:
             report = json.loads(line)
@@ -41,7 +42,10 @@ def _run_checker(step: str, env: dict, timeout: float) -> dict:
             continue
         checks = len(report.get("checks", []))
         passed = report.get("passed")
+        timed = sorted(report.get("checks", []), key=lambda check: -check.get("seconds", 0.0))
+        slowest = [{"name": check["name"], "seconds": check.get("seconds", 0.0)} for check in timed[:2]]
     entry = {"seconds": seconds, "passed": bool(passed) and process.returncode == 0, "checks": checks}
+    entry["slowest"] = slowest  # where the wait goes
     if process.returncode not in (0, 1):
         entry["error"] = (process.stderr.strip().splitlines() or [f"exit code {process.returncode}"])[-1][:300]
     return entry

@@ -282,11 +282,18 @@ def why_missed(target: dict, results: dict) -> str:
     if target["id"].startswith("checker-"):
         step, cache = target["id"].split("-", 2)[1].removeprefix("s"), target["id"].split("-", 2)[2]
         row = next((r for r in results.get("checker", []) if r["step"] == step and r["cache"] == cache), {})
-        if step == "03" and cache != "cold":
-            reason = (
-                "the compile_layer_norm check compiles the learner's module: MAX runs its graph compiler even when "
-                "the compiled graph is in its cache (about 4-5 s on a busy two-core machine)"
+        if step in ("03", "06") and row.get("slowest"):
+            reason = "most of the wait is in " + " and ".join(
+                f"“{check['name'][:60]}” ({check['seconds']:.1f} s)" for check in row["slowest"]
             )
+            if results.get("max_import_seconds"):
+                reason += f"; importing MAX alone took {results['max_import_seconds']:.1f} s"
+            if step == "03" and cache == "cold":
+                reason = (
+                    "a MAX compile costs seconds whatever its size, and two are left: the eager kernels of a "
+                    "LayerNorm, compiled together when the first check builds one, and the learner's "
+                    f"compile_layer_norm graph; {reason}"
+                )
         elif step in ("03", "06"):
             reason = (
                 "the checker's child process imports MAX, then loads its compiled graphs and eager kernels "
@@ -303,6 +310,10 @@ def why_missed(target: dict, results: dict) -> str:
         else:
             reason = "the checker starts a child process and imports NumPy in it"
         failed = "" if row.get("passed", True) else f" The run failed: {row.get('error', 'a check did not pass')}."
+        run = results.get("checker_run")
+        if run:  # timed apart from the kernels: that run's load
+            start, end = (run.get(key) or ["?"] for key in ("load_average", "load_average_end"))
+            busy = f"load average {start[0]} at the start, {end[0]} at the end"
         return f"{reason} ({busy}).{failed}"
     return ""
 
@@ -549,6 +560,7 @@ def numbers(results: dict) -> str:
             "`python -m tests.check NN --solution` from start to exit. *Cold*: an empty MAX cache (a fresh "
             "`MODULAR_DERIVED_PATH`), so every graph and kernel is compiled; *warm*: the same command again.",
             "",
+            *_checker_run_line(results.get("checker_run")),
             "| step | cache | seconds | result |",
             "|---|---|--:|---|",
         ]
@@ -561,3 +573,15 @@ def numbers(results: dict) -> str:
             out.append(f"For scale: `import max.experimental.nn` alone takes {seconds:.1f} s here.")
             out.append("")
     return "\n".join(out) + "\n"
+
+
+def _checker_run_line(run: dict | None) -> list[str]:
+    """When the checker was timed apart from the kernels (`--checker-only`), when and how busy the machine was."""
+    if not run:
+        return []
+    start, end = (run.get(key) or ["?"] for key in ("load_average", "load_average_end"))
+    return [
+        f"Timed apart from the tables above (`make bench ARGS=--checker-only`) on {run.get('date', '?')}, "
+        f"load average {start[0]} at the start and {end[0]} at the end.",
+        "",
+    ]

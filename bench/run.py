@@ -3,6 +3,7 @@
     python -m bench.run                 all shapes + the checker's latency (make bench / pixi run bench)
     python -m bench.run --quick         two shapes, short budgets: a couple of minutes
     python -m bench.run --mine          also your steps/step_NN.py files that pass their checks
+    python -m bench.run --checker-only  re-time the checker alone, into the existing results (after a checker change)
     python -m bench.run --tiny --out D  a tiny smoke run written to D (the project's tests use it)
 
 Each library runs in its own worker process (`bench/worker.py`). The default output is
@@ -69,6 +70,11 @@ def parse_args(argv):
         type=Path,
         default=REPO_ROOT / "solutions",
         help="where the solution files are (default: solutions/)",
+    )
+    parser.add_argument(
+        "--checker-only",
+        action="store_true",
+        help="time the checker alone and replace those rows of the existing results.json (the kernels' rows stay)",
     )
     parser.add_argument(
         "--render-only",
@@ -236,12 +242,22 @@ def measure_all(args) -> dict:
         source["sources"] = {k: v and impls.display(Path(v)) for k, v in source["sources"].items()}
 
     if args.checker_latency if args.checker_latency is not None else mode == "full":
-        steps = args.checker_steps.split(",")
-        print(f"[{time.strftime('%H:%M:%S')}] checker latency: s{', s'.join(steps)}", flush=True)
-        results["checker"] = checker_latency.measure(steps)
-        results["max_import_seconds"] = checker_latency.max_import_seconds()
+        results.update(measure_checker(args.checker_steps.split(","), with_date=False))
     results["machine_end"] = {"load_average": measure.machine().get("load_average")}
     return results
+
+
+def measure_checker(steps: list[str], *, with_date: bool = True) -> dict:
+    """The checker-latency part of the results; `with_date` when it is measured apart from the kernels' rows."""
+    print(f"[{time.strftime('%H:%M:%S')}] checker latency: s{', s'.join(steps)}", flush=True)
+    started = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "load_average": measure.machine().get("load_average"),
+    }
+    found = {"checker": checker_latency.measure(steps), "max_import_seconds": checker_latency.max_import_seconds()}
+    if with_date:
+        found["checker_run"] = dict(started, load_average_end=measure.machine().get("load_average"))
+    return found
 
 
 def write_outputs(results: dict, out: Path | None) -> dict[str, Path]:
@@ -261,9 +277,11 @@ def write_outputs(results: dict, out: Path | None) -> dict[str, Path]:
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.render_only:
+    if args.render_only or args.checker_only:
         source = (args.out or REPO_ROOT / "bench") / "results.json"
         results = json.loads(source.read_text())
+        if args.checker_only:
+            results.update(measure_checker(args.checker_steps.split(",")))
     else:
         started = time.perf_counter()
         results = measure_all(args)

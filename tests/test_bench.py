@@ -133,6 +133,22 @@ def test_render_only_rebuilds_the_numbers_from_results(tiny_run, tmp_path):
     assert (tmp_path / "numbers.md").read_text() == (tiny_run["out"] / "numbers.md").read_text()
 
 
+def test_checker_only_replaces_the_checker_rows_and_keeps_the_kernels(tiny_run, tmp_path, monkeypatch):
+    shutil.copy(tiny_run["out"] / "results.json", tmp_path / "results.json")
+    slow = {"name": "compile_layer_norm: one graph", "seconds": 40.0}
+    rows = [{"step": "03", "cache": "cold", "seconds": 41.0, "passed": True, "checks": 16, "slowest": [slow]}]
+    monkeypatch.setattr(run.checker_latency, "measure", lambda steps: rows if steps == ["03"] else [])
+    monkeypatch.setattr(run.checker_latency, "max_import_seconds", lambda: 0.5)
+    assert run.main(["--checker-only", "--checker-steps", "03", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["rows"] == tiny_run["results"]["rows"]  # the kernels' rows are those of the earlier run
+    assert results["checker"] == rows and results["checker_run"]["date"]
+    numbers = (tmp_path / "numbers.md").read_text()
+    assert "Timed apart from the tables above" in numbers and "| s03 | cold | 41.0 |" in numbers
+    missed = next(t for t in results["targets"] if t["id"] == "checker-s03-cold")
+    assert missed["status"] == "missed" and "(40.0 s)" in missed["why"]  # the slowest check, as measured
+
+
 def test_the_book_page_includes_the_numbers_and_the_chart():
     page = (REPO_ROOT / "docs" / "src" / "performance.md").read_text()
     assert "{{#include ../../bench/numbers.md}}" in page and "](figures/bench.png)" in page

@@ -206,6 +206,15 @@ def test_json_report_has_the_documented_shape(tmp_path):
     assert all(check["passed"] for check in report["checks"])
 
 
+def test_json_report_says_how_long_each_check_took(tmp_path):
+    slow = CORRECT_FORWARD.replace("    mean =", "    __import__('time').sleep(0.5)\n    mean =", 1)
+    report = json.loads(check_source(tmp_path, "import numpy as np\n" + slow, "--json").stdout)
+    seconds = [check["seconds"] for check in report["checks"]]
+    assert all(isinstance(s, float) and s >= 0 for s in seconds)
+    assert max(seconds) >= 0.5  # the checks that call layernorm_forward wait for it
+    assert min(seconds) < 0.5  # the import check does not
+
+
 def test_grading_several_files_gives_one_json_line_each_and_fails_if_any_fails(tmp_path):
     good, bad = tmp_path / "good.py", tmp_path / "bad.py"
     good.write_text("import numpy as np\n" + CORRECT_FORWARD)

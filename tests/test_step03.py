@@ -6,6 +6,7 @@ children; with a warm kernel cache a run takes seconds, a cold one minutes.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import numpy as np
@@ -165,3 +166,34 @@ def test_float32_parameters_in_a_bfloat16_run_are_named(tmp_path):
     report = check_file(STEP, path, "--device", "cpu", "--dtype", "bfloat16", "--only", "weight is initialized")
     [failed] = [r for r in report.results if r.status == "failed"]
     assert "is float32, expected bfloat16 (MAX's default dtype on a GPU" in failed.message
+
+
+EAGER_WITHOUT_COMPILING = """
+import subprocess
+import sys
+import numpy as np
+sys.path.insert(0, "solutions")
+from tests.check.kit import max_side
+max_side.ready_for_layer_norm()  # what every step-03 probe does first
+from max._interpreter_ops import gc_compile
+
+def refuse(family, key, device, build):
+    raise SystemExit(f"compiled {key} on its own")
+
+gc_compile.compile_single_target = refuse  # from here on, a kernel not compiled in the batch stops the run
+import solution_03 as solution
+from max.experimental.tensor import Tensor
+x = Tensor.from_dlpack(np.random.default_rng(0).normal(size=(3, 16)).astype(np.float32))
+layer = solution.LayerNorm(16)
+for out in (layer(x), solution.layer_norm_from_scratch(x, layer.weight, layer.bias, 1e-5)):
+    out.to_numpy()
+print("no kernel compiled on its own")
+"""
+
+
+def test_the_eager_kernels_of_a_layer_norm_are_compiled_in_one_batch():
+    """One batch instead of a compile per op kind is what makes a cold `make s03` take ~30 s, not ~2 min."""
+    result = subprocess.run(
+        [sys.executable, "-c", EAGER_WITHOUT_COMPILING], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0 and "no kernel compiled on its own" in result.stdout, result.stdout + result.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +138,7 @@ class Result:
     status: str  # "passed", "failed" or "skipped"
     message: str
     cause: str | None = None  # failures with the same cause (a placeholder's line, a block) report it once
+    seconds: float = 0.0  # wall time the check took (where a slow step spends its time)
 
     @property
     def passed(self) -> bool:
@@ -167,7 +169,14 @@ class Report:
             "passed": self.passed,
             "notes": self.notes,
             "checks": [
-                {"name": r.name, "passed": r.passed, "status": r.status, "message": r.message, "cause": r.cause}
+                {
+                    "name": r.name,
+                    "passed": r.passed,
+                    "status": r.status,
+                    "message": r.message,
+                    "cause": r.cause,
+                    "seconds": round(r.seconds, 3),
+                }
                 for r in self.results
             ],
         }
@@ -285,6 +294,7 @@ def run_checklist(
                 record(Result(check.name, "failed", f"Not run: {blocked}", cause=blocked))
                 continue
             learner.limit = check.timeout
+            started = time.perf_counter()
             try:
                 result = Result(check.name, "passed", check.run(learner) or "")
             except Fail as verdict:
@@ -302,6 +312,7 @@ def run_checklist(
                     raise
                 verdict = f"The checker could not judge this result ({type(bug).__name__}: {bug})."
                 result = Result(check.name, "failed", _short(verdict))
+            result.seconds = time.perf_counter() - started
             record(result)
         if checklist.after:
             learner.limit = checklist.default_timeout
@@ -311,10 +322,11 @@ def run_checklist(
 
 
 def _import_check(sandbox: Sandbox, path: Path, hints: dict[str, str]) -> Result:
-    name = f"{path.name} imports"
+    name, started = f"{path.name} imports", time.perf_counter()
     try:
         sandbox.ensure_loaded()
-        return Result(name, "passed", "")
+        return Result(name, "passed", "", seconds=time.perf_counter() - started)
     except LearnerError as error:
         extra = [hint for words, hint in hints.items() if words in str(error)]
-        return Result(name, "failed", _short(" ".join([explain(error, path), *extra])), cause=NOT_IMPORTED)
+        message = _short(" ".join([explain(error, path), *extra]))
+        return Result(name, "failed", message, cause=NOT_IMPORTED, seconds=time.perf_counter() - started)

@@ -2,8 +2,9 @@
 
 The worked example's twelve lines come first, each verified by running the learner's code; then
 2-D/3-D inputs, the from-scratch composition and the compiled graph. Every check reuses one
-feature size and float32: MAX compiles a kernel the first time it meets an op (tens of seconds
-on a small machine), so the only graphs compiled are the learner's and one from-scratch wrapper.
+feature size and float32: MAX compiles a kernel the first time it meets an op (about 12 s each on
+a small machine), so the eager kernels a LayerNorm meets are compiled together, once
+(`max_side.ready_for_layer_norm`), and the only other graph compiled is the learner's.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def notes(options) -> list[str]:
             "moves between releases."
         )
     return lines + [
-        "MAX compiles its kernels on first use: the first run takes a minute or two, later runs take seconds."
+        "MAX compiles its kernels on first use: the first run takes about half a minute, later runs take seconds."
     ]
 
 

@@ -43,6 +43,7 @@ class _InterpretFirst:
 
 
 _READY: list = []
+_BATCHED: list = []
 
 
 def ready() -> None:
@@ -59,6 +60,77 @@ def ready() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     executor.set_default_executor(_InterpretFirst())
     _READY.append(True)
+
+
+def ready_for_layer_norm() -> None:
+    """`ready`, and the eager kernels of step 03's LayerNorm compiled together (once per process)."""
+    ready()
+    if not _BATCHED:
+        _compile_eager_kernels_together()
+        _BATCHED.append(True)
+
+
+class _Collected(Exception):
+    """Raised in place of one eager kernel compile: its graph was added to the batch instead."""
+
+
+def _compile_eager_kernels_together() -> None:
+    """Compile the eager kernels a LayerNorm meets (on the CPU, float32) in one batch, not one at a time.
+
+    MAX's eager interpreter compiles a kernel the first time it meets an op kind: about 12 s each on a two-core
+    machine, whatever the kernel, so a from-scratch LayerNorm alone (Tensor.ones, mean, -, *, +, rsqrt) waits
+    over a minute on a fresh machine. Compiled in one module they take about 17 s, and MAX's on-disk cache
+    serves that same module in milliseconds on later runs. This reaches into MAX's private interpreter
+    (max._interpreter_ops, MAX 26.7); if that changes, the kernels compile one at a time as before: slower,
+    never wrong. An op kind left out here (a learner's F.exp, say) compiles on its own when met.
+    """
+    try:
+        from max._interpreter_ops import gc_compile
+        from max.experimental import functional as F
+        from max.experimental.tensor import Tensor
+        from max.graph import Module
+
+        compile_one_kernel = gc_compile.compile_single_target
+    except (ImportError, AttributeError):
+        return
+    batch, wanted = Module(), []
+
+    def collect(family, key, device, build_graph):
+        if key not in {known for _, known, _ in wanted}:
+            build_graph(batch)
+            wanted.append((family, key, device))
+        raise _Collected
+
+    # same-shape operands and ready-made parameters: no other kernel (broadcast, slice) is needed first
+    x, weight = Tensor.from_dlpack(np.ones((2, DIM), np.float32)), Tensor.from_dlpack(np.ones(DIM, np.float32))
+    ops_met = (
+        lambda: Tensor.ones([DIM]),
+        lambda: F.layer_norm(x, gamma=weight, beta=weight, epsilon=1e-5),
+        lambda: F.mean(x, axis=-1),
+        lambda: x - x,
+        lambda: x * x,
+        lambda: x + x,
+        lambda: x / x,
+        lambda: F.rsqrt(x),
+        lambda: F.sqrt(x),
+    )
+    gc_compile.compile_single_target = collect
+    try:
+        for op in ops_met:
+            try:
+                op().to_numpy()
+            except Exception:  # _Collected, or a kernel already compiled in this process
+                pass
+    finally:
+        gc_compile.compile_single_target = compile_one_kernel
+    if not wanted:
+        return
+    try:
+        models = gc_compile.session_for(wanted[0][2]).load_all(batch, weights_registry={})
+        for family, key, _ in wanted:
+            family.cache[key] = models[key]
+    except Exception:  # the batch did not compile: each kernel compiles when it is met, as without this
+        return
 
 
 def device_for(name: str):
@@ -148,7 +220,7 @@ def class_report(module):
 
 
 def new_layer(module, device_name, dtype="auto", **kwargs):
-    ready()
+    ready_for_layer_norm()
     cls, device = layer_norm_class(module), device_for(device_name)
     with creating_on(device, dtype_for(device, dtype)):
         return cls(DIM, **kwargs), device
@@ -238,7 +310,7 @@ def from_scratch(module, device_name, xs, gamma, beta, eps, dtype="auto"):
 
     In float32 whatever `dtype` says: the composition is about the maths (and float32's cancellation), and a
     bfloat16 mean of rows around 100 can be off by a quarter before any mistake of the learner's."""
-    ready()
+    ready_for_layer_norm()
     from max.dtype import DType
     from max.experimental.nn import Module
     from max.graph import TensorType
@@ -282,7 +354,7 @@ def from_scratch(module, device_name, xs, gamma, beta, eps, dtype="auto"):
 def compiled(module, device_name, xs, dtype="auto"):
     """compile_layer_norm(DIM, device=...) once (with dtype=... unless float32), run on each of `xs`, beside the eager
     module."""
-    ready()
+    ready_for_layer_norm()
     key, device = ("compiled", device_name, dtype), device_for(device_name)
     cast = dtype_for(device, dtype)
     if key not in MEMO:
@@ -359,6 +431,7 @@ def declare(module, eps):
     """Declares the fast op, which compiles the package; a compiler error comes back as its text."""
     from mojo.paths import MojoCompilationError
 
+    ready()
     try:
         module.layer_norm_op(FAST, eps)
     except MojoCompilationError as error:
@@ -368,6 +441,7 @@ def declare(module, eps):
 
 def eager(module, x, gamma, beta, eps):
     """mojo_layer_norm on eager tensors, what it staged, and its inputs afterwards (a kernel must not write them)."""
+    ready()
     inputs = [to_tensor(x), to_tensor(gamma), to_tensor(beta)]
     with GraphSpy() as spy:
         y = module.mojo_layer_norm(*inputs, eps=eps, kernel=FAST)
@@ -376,6 +450,7 @@ def eager(module, x, gamma, beta, eps):
 
 def on_gpu(device_name):
     """The accelerator of --device (gpu or auto), or Fail: the GPU checks never fall back to the CPU."""
+    ready()
     device = device_for(device_name)
     if device.is_host:
         raise Fail("MAX sees no GPU in your code's process, so the GPU checks cannot run here.")
@@ -399,6 +474,7 @@ def compiled_kernel_on_gpu(module, device_name, dim, gamma, beta, eps, xs):
 
 def learner_graph(module, dim, gamma, beta, eps):
     """compile_mojo_layer_norm(dim) with these parameters, compiled once per process."""
+    ready()
     key = ("learner", dim, eps)
     if key not in MEMO:
         MEMO[key] = module.compile_mojo_layer_norm(dim, kernel=FAST, eps=eps, weight=gamma, bias=beta)
@@ -435,14 +511,15 @@ def builtin_graph(dim):
     return BuiltinLayerNorm().compile(TensorType(DType.float32, ["batch", dim], DeviceRef.CPU()))
 
 
-def speed(module, rows, dim, repeats):
-    """Median seconds per call of the learner's compiled graph and of the built-in's, interleaved."""
+def speed(module, rows, dim, repeats, eps=1e-5):
+    """Median seconds per call of the learner's compiled graph (reused when an earlier check compiled it for this
+    `dim` and `eps`; the weights do not change the time) and of the built-in's, interleaved."""
     import time
 
     gamma, beta = np.ones(dim, np.float32), np.zeros(dim, np.float32)
     if ("builtin", dim) not in MEMO:
         MEMO[("builtin", dim)] = builtin_graph(dim)
-    graphs = {"yours": learner_graph(module, dim, gamma, beta, 1e-5), "builtin": MEMO[("builtin", dim)]}
+    graphs = {"yours": learner_graph(module, dim, gamma, beta, eps), "builtin": MEMO[("builtin", dim)]}
     x = to_tensor(np.random.default_rng(0).normal(size=(rows, dim)))
     times = {name: [] for name in graphs}
     for run in graphs.values():  # warm-up: the first calls allocate
