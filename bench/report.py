@@ -312,8 +312,8 @@ def why_missed(target: dict, results: dict) -> str:
         failed = "" if row.get("passed", True) else f" The run failed: {row.get('error', 'a check did not pass')}."
         run = results.get("checker_run")
         if run:  # timed apart from the kernels: that run's load
-            start, end = (run.get(key) or ["?"] for key in ("load_average", "load_average_end"))
-            busy = f"load average {start[0]} at the start, {end[0]} at the end"
+            start, end = _checker_run_loads(run)
+            busy = f"load average {start} at the start, {end} at the end"
         return f"{reason} ({busy}).{failed}"
     return ""
 
@@ -579,9 +579,14 @@ def _checker_run_line(run: dict | None) -> list[str]:
     """When the checker was timed apart from the kernels (`--checker-only`), when and how busy the machine was."""
     if not run:
         return []
-    start, end = (run.get(key) or ["?"] for key in ("load_average", "load_average_end"))
+    start, end = _checker_run_loads(run)
     return [
         f"Timed apart from the tables above (`make bench ARGS=--checker-only`) on {run.get('date', '?')}, "
-        f"load average {start[0]} at the start and {end[0]} at the end.",
+        f"load average {start} at the start and {end} at the end.",
         "",
     ]
+
+
+def _checker_run_loads(run: dict) -> tuple:
+    """The one-minute load average at the start and at the end of a `--checker-only` run ("?" if unknown)."""
+    return tuple((run.get(key) or ["?"])[0] for key in ("load_average", "load_average_end"))

@@ -169,7 +169,6 @@ def test_float32_parameters_in_a_bfloat16_run_are_named(tmp_path):
 
 
 EAGER_WITHOUT_COMPILING = """
-import subprocess
 import sys
 import numpy as np
 sys.path.insert(0, "solutions")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.check.kit import Checklist, Fail, LearnerError, expect_array, kernels, max_side
+from tests.check.kit import Checklist, Fail, LearnerError, expect_array, max_side
 from tests.check.kit.kernels import (
     GPU_MAX_GRID,
     KERNEL_FILE,
@@ -22,6 +22,7 @@ from tests.check.kit.kernels import (
     case,
     compiled_outputs_match,
     compiler_message,
+    device_note,
     gpu_matches_oracle,
     gpu_run,
     gpu_skip,
@@ -29,6 +30,7 @@ from tests.check.kit.kernels import (
     kernel_matches,
     large_mean_case,
     run_kernel,
+    speed_note,
 )
 
 SPEED_SHAPE = (4096, 768)
@@ -47,7 +49,7 @@ def add_arguments(parser) -> None:
 
 def notes(options) -> list[str]:
     return [
-        kernels.device_note(options),
+        device_note(options),
         "The first run compiles your Mojo package and the MAX kernels (minutes on a slow machine);",
         "after each edit of layer_norm.mojo the kernel graphs compile again (tens of seconds).",
     ]
@@ -57,7 +59,7 @@ def speed(learner, options, report) -> list[str]:
     """Your compiled graph against the built-in's (a note, not a check), after a full run that passed."""
     if not report.passed or getattr(options, "quick", False) or getattr(options, "only", None):
         return []
-    return kernels.speed_note(learner, SPEED_SHAPE, COMPILED_EPS)  # the compiled check's graph: no new compile
+    return speed_note(learner, SPEED_SHAPE, COMPILED_EPS)  # the compiled check's graph: no new compile
 
 
 checklist = Checklist(
