@@ -295,6 +295,7 @@ def test_the_gpu_kernel_compiles_to_assembly(tmp_path, arch, expected):
 
 COMPILE_FOR_A_VIRTUAL_GPU = textwrap.dedent(
     """
+    import os
     import sys
     from pathlib import Path
 
@@ -316,7 +317,10 @@ COMPILE_FOR_A_VIRTUAL_GPU = textwrap.dedent(
         y = ops.custom("layer_norm_fast", gpu, [x, gamma, beta], [out], parameters={"epsilon": 1e-5})
         graph.output(y[0])
     InferenceSession(devices=[driver.Accelerator()]).load(graph)
-    print("compiled for", driver.Accelerator().api, driver.Accelerator().architecture_name)
+    print("compiled for", driver.Accelerator().api, driver.Accelerator().architecture_name, flush=True)
+    # MAX 26.7 can abort while the interpreter shuts down after a cached load ("terminate called without an
+    # active exception"): the compile is done and reported, so leave without that teardown.
+    os._exit(0)
     """
 )
 
