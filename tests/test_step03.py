@@ -6,6 +6,8 @@ children; with a warm kernel cache a run takes seconds, a cold one minutes.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 
@@ -173,7 +175,7 @@ import sys
 import numpy as np
 sys.path.insert(0, "solutions")
 from tests.check.kit import max_side
-max_side.ready_for_layer_norm()  # what every step-03 probe does first
+max_side.ready_for_layer_norm(None, "cpu")  # what every step-03 probe does first (no graph of theirs here)
 from max._interpreter_ops import gc_compile
 
 def refuse(family, key, device, build):
@@ -196,3 +198,62 @@ def test_the_eager_kernels_of_a_layer_norm_are_compiled_in_one_batch():
         [sys.executable, "-c", EAGER_WITHOUT_COMPILING], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0 and "no kernel compiled on its own" in result.stdout, result.stdout + result.stderr
+
+
+BACKGROUND_COMPILE = """
+import contextlib, json, sys
+sys.path.insert(0, "solutions")
+from tests.check.kit import max_side
+import solution_03 as solution
+max_side.ready_for_layer_norm(solution, "cpu")  # the first step-03 probe of a run
+exit_codes = [process.wait() for process in max_side._BACKGROUND]
+from max.engine import InferenceSession
+from max.experimental import functional as F
+
+graphs = []
+class Staged(Exception):
+    pass
+def record(session, graph, **kwargs):
+    graphs.append(str(graph))
+    raise Staged
+InferenceSession.compile_reusing_mefs = record  # what each way of calling compile_layer_norm would compile
+cpu = max_side.device_for("cpu")
+for mode in (F.lazy, contextlib.nullcontext):  # the background process's way, then the check's
+    try:
+        with mode():
+            max_side._compile_layer_norm(solution, cpu, max_side.dtype_for(cpu))
+    except Staged:
+        pass
+print(json.dumps({"exit_codes": exit_codes, "graphs": graphs}))
+"""
+
+
+def test_a_cold_run_compiles_the_learners_graph_beside_the_eager_kernels(tmp_path):
+    """Cold, a second process compiles the learner's graph into MAX's cache while the eager kernels compile (two
+    compiles of over ten seconds each, side by side on two cores); it compiles the very graph the check compiles,
+    so the check finds it there. Warm, nothing is started."""
+    env = dict(os.environ, MODULAR_DERIVED_PATH=str(tmp_path))  # an empty MAX cache of its own
+
+    def run():
+        result = subprocess.run(
+            [sys.executable, "-c", BACKGROUND_COMPILE], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    cold, warm = run(), run()
+    assert cold["exit_codes"] == [0]  # 0: it compiled, and stopped where the weights would be made
+    assert warm["exit_codes"] == []
+    lazy, eager = warm["graphs"]
+    assert "mo.reduce.layer_norm" in eager and lazy == eager
+
+
+def test_a_stuck_background_compile_is_stopped(monkeypatch):
+    from tests.check.kit import max_side
+
+    stuck = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.setattr(max_side, "BACKGROUND_CPU_SECONDS", 0.2)
+    monkeypatch.setattr(max_side, "_BACKGROUND", [stuck])
+    max_side._wait_for_background_compile()
+    assert stuck.poll() is not None and max_side._BACKGROUND == []

@@ -36,7 +36,8 @@ def _error_reply(exc: BaseException, learner_file: str) -> tuple:
     return ("raised", type(exc).__name__, message[:2000], where)
 
 
-def _load(path: str, module_name: str):
+def load_learner_file(path: str, module_name: str):
+    """The learner's file imported as `module_name` (also by max_side's background compile)."""
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")
@@ -79,7 +80,7 @@ def main(argv: list[str]) -> None:
                     importlib.import_module(name)
                 reply = ("ok", None)
             elif command[0] == "load":
-                learner = _load(learner_file, module_name)
+                learner = load_learner_file(learner_file, module_name)
                 reply = ("ok", None)
             else:
                 _, target, args, kwargs = command
