@@ -102,7 +102,7 @@ fmt: $(READY)
 	$(PY) -m ruff format .
 
 lint: $(READY)
-	$(PY) -m ruff check .
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
 clean:
 	rm -rf $(VENV) docs/book .pytest_cache

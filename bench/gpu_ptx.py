@@ -23,7 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.check import REPO_ROOT
+
 HARNESS = REPO_ROOT / "bench" / "gpu" / "harness.mojo"
 BUILD = REPO_ROOT / "bench" / "gpu" / "build"
 PACKAGE = "solution_06"  # the harness imports the kernel from this package, found with -I <its parent>

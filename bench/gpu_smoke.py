@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.check import REPO_ROOT
+
 BUILD = REPO_ROOT / "bench" / "gpu" / "build"
 KERNEL_SOURCE = REPO_ROOT / "solutions" / "solution_06" / "layer_norm.mojo"
 RESULTS = REPO_ROOT / "bench" / "results-gpu.json"

@@ -290,9 +290,9 @@ def why_missed(target: dict, results: dict) -> str:
                 reason += f"; importing MAX alone took {results['max_import_seconds']:.1f} s"
             if step == "03" and cache == "cold":
                 reason = (
-                    "a MAX compile costs seconds whatever its size, and two are left: the eager kernels of a "
-                    "LayerNorm, compiled together when the first check builds one, and the learner's "
-                    f"compile_layer_norm graph; {reason}"
+                    "a MAX compile costs seconds whatever its size, and two are left, run side by side when the "
+                    "machine has two cores: the eager kernels of a LayerNorm, compiled together when the first "
+                    f"check builds one, and the learner's compile_layer_norm graph, in a second process; {reason}"
                 )
         elif step in ("03", "06"):
             reason = (

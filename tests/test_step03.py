@@ -65,22 +65,22 @@ def test_device_option():
 
 
 def test_version_note_when_max_differs(monkeypatch):
-    import tests.check.step_03 as checklist_module
+    from tests.check.kit import max_module as max_module
 
-    monkeypatch.setattr(checklist_module, "installed_max_version", lambda: "26.1.0")
+    monkeypatch.setattr(max_module, "installed_max_version", lambda: "26.1.0")
     notes = load_checklist(STEP).notes(parse())
-    assert "MAX 26.1.0 is installed" in notes[0] and checklist_module.EXPECTED_MAX in notes[0]
-    monkeypatch.setattr(checklist_module, "installed_max_version", lambda: None)
+    assert "MAX 26.1.0 is installed" in notes[0] and max_module.EXPECTED_MAX in notes[0]
+    monkeypatch.setattr(max_module, "installed_max_version", lambda: None)
     assert "not installed" in load_checklist(STEP).notes(parse())[0]
-    monkeypatch.setattr(checklist_module, "installed_max_version", lambda: checklist_module.EXPECTED_MAX)
+    monkeypatch.setattr(max_module, "installed_max_version", lambda: max_module.EXPECTED_MAX)
     notes = load_checklist(STEP).notes(parse())
     assert len(notes) == 1 and "first run" in notes[0]
 
 
 def test_expected_version_is_the_pin():
-    import tests.check.step_03 as checklist_module
+    from tests.check.kit import max_module as max_module
 
-    assert f'"max=={checklist_module.EXPECTED_MAX}"' in (REPO_ROOT / "pyproject.toml").read_text()
+    assert f'"max=={max_module.EXPECTED_MAX}"' in (REPO_ROOT / "pyproject.toml").read_text()
 
 
 def accelerator_count() -> int:
@@ -236,7 +236,11 @@ def test_a_cold_run_compiles_the_learners_graph_beside_the_eager_kernels(tmp_pat
 
     def run():
         result = subprocess.run(
-            [sys.executable, "-c", BACKGROUND_COMPILE], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+            [sys.executable, "-c", BACKGROUND_COMPILE],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=600,
         )
         assert result.returncode == 0, result.stdout + result.stderr

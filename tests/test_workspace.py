@@ -6,6 +6,7 @@ import ast
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 import tomllib
@@ -36,7 +37,7 @@ def make_command(target: str) -> str:
         env=env,
     )
     command = result.stdout.strip().splitlines()[-1]
-    return re.sub(r"^\.venv/bin/python\b", "python", command).strip()
+    return re.sub(r"(^|\s)\.venv/bin/python\b", r"\1python", command).strip()
 
 
 @pytest.mark.parametrize("task", sorted(pixi_tasks()))
@@ -49,6 +50,16 @@ def test_pixi_and_make_run_the_same_command(task):
     if extra:
         expected = expected.replace(f" {extra}", "")
     assert make_command(task) == expected
+
+
+def test_the_code_passes_the_linter_and_the_formatter():
+    """What `make lint` runs, so that CI holds it: ruff's rules, and ruff format's layout (so that `make fmt`
+    changes nothing on a clean checkout)."""
+    for command in (["check", "."], ["format", "--check", "."]):
+        result = subprocess.run(
+            [sys.executable, "-m", "ruff", *command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, f"ruff {' '.join(command)}:\n{result.stdout}{result.stderr}"
 
 
 def test_every_step_has_a_task_in_both():
@@ -86,6 +97,15 @@ def test_each_step_is_one_hop_away(step):
     for path in (checklist.skeleton, checklist.solution, f"tests/check/step_{step}.py", f"docs/src/step_{step}.md"):
         assert (REPO_ROOT / path).exists(), f"step {step}: {path} is missing"
     assert f"step_{step}" in checklist.skeleton and f"solution_{step}" in checklist.solution
+
+
+CHECKLIST_LINES = 250  # read in one sitting: the checks, their names and hints; the judging lives in the kit
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_each_checklist_is_short(step):
+    lines = len((REPO_ROOT / "tests" / "check" / f"step_{step}.py").read_text().splitlines())
+    assert lines <= CHECKLIST_LINES, f"tests/check/step_{step}.py has {lines} lines: move judging to tests/check/kit"
 
 
 def interface(path) -> dict[str, tuple]:

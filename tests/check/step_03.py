@@ -1,38 +1,36 @@
 """Step 03 checklist: LayerNorm as a Modular MAX module.
 
 The worked example's twelve lines come first, each verified by running the learner's code; then
-2-D/3-D inputs, the from-scratch composition and the compiled graph. Every check reuses one
-feature size and float32: MAX compiles a kernel the first time it meets an op (about 12 s each on
-a small machine), so the eager kernels a LayerNorm meets are compiled together, once
-(`max_side.ready_for_layer_norm`), and the only other graph compiled is the learner's.
+2-D/3-D inputs, the from-scratch composition and the compiled graph (judged in `kit/max_module.py`).
+Every check reuses one feature size and float32: MAX compiles a kernel the first time it meets an op
+(about 12 s each on a small machine), so the eager kernels a LayerNorm meets are compiled together,
+once (`max_side.ready_for_layer_norm`), while a second process compiles the learner's own graph.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-from contextlib import contextmanager
-
 import numpy as np
 
-from tests.check.kit import (
-    Checklist,
-    Fail,
-    LearnerError,
-    Mistake,
-    TensorRecord,
-    expect_array,
-    expect_close,
-    forward_mistakes,
-    layernorm,
-    max_side,
-    random_case,
-    representable,
-    tolerance,
-    type_name,
+from tests.check.kit import Checklist, Fail, expect_close, forward_mistakes, layernorm, max_side
+from tests.check.kit.max_module import (
+    DIM,
+    add_device_and_dtype_options,
+    compiled_graph_matches,
+    dtype_of,
+    forward,
+    forward_shapes_match,
+    fresh,
+    from_scratch_matches,
+    parameter,
+    parameters,
+    registered,
+    rows,
+    session,
+    tol,
+    version_notes,
+    where_it_ran,
 )
 
-EXPECTED_MAX = "26.7.0"  # the pin in pyproject.toml; the step is written against this API
-DIM = max_side.DIM
 EAGER_TIMEOUT = 180.0  # a check that may meet an op for the first time compiles its kernel
 GRAPH_TIMEOUT = 240.0  # a graph compile, cold, on a busy two-core machine
 FIXES = {  # the catalogued mistakes of a module around F.layer_norm, and how to fix each
@@ -57,55 +55,6 @@ SCRATCH_FIXES = {  # ... and of a composition of MAX primitives
 }
 
 
-def installed_max_version() -> str | None:
-    """The installed MAX's version, read from package metadata (importing max takes seconds)."""
-    try:
-        return importlib.metadata.version("max")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def notes(options) -> list[str]:
-    installed, lines = installed_max_version(), []
-    if installed is None:
-        lines.append(
-            f"⚠️  MAX is not installed here; this tutorial expects max=={EXPECTED_MAX} "
-            "(`make s03` or `pixi run s03` installs it)."
-        )
-    elif installed != EXPECTED_MAX:
-        lines.append(
-            f"⚠️  MAX {installed} is installed; this tutorial expects max=={EXPECTED_MAX}, and the MAX API "
-            "moves between releases."
-        )
-    return lines + [
-        "MAX compiles its kernels on first use: the first run takes about half a minute, later runs take seconds."
-    ]
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument(
-        "--device",
-        choices=("auto", "cpu", "gpu"),
-        default="auto",
-        help="where MAX runs the checks (default auto: an accelerator when MAX sees one)",
-    )
-    parser.add_argument(
-        "--dtype",
-        choices=("auto", "float32", "bfloat16"),
-        default="auto",
-        help="the module's dtype (default auto: MAX's default on the device, float32 on a CPU, bfloat16 on a GPU)",
-    )
-
-
-def after(learner, options, report) -> list[str]:
-    try:
-        where = learner.probe(max_side.device_label, options.device, during="reading the device")
-        dtype = dtype_of(learner)
-    except (LearnerError, Fail):
-        return []
-    return [f"Ran on {where}." if dtype == "float32" else f"Ran on {where}, in {dtype}."]
-
-
 checklist = Checklist(
     step="03",
     preload=(
@@ -117,100 +66,11 @@ checklist = Checklist(
     title="LayerNorm as a MAX module",
     import_timeout=180.0,
     default_timeout=60.0,
-    add_arguments=add_arguments,
-    notes=notes,
-    after=after,
+    add_arguments=add_device_and_dtype_options,
+    notes=version_notes,
+    after=where_it_ran,
     import_hints={"module_v3": max_side.MODULE_HINT},
 )
-
-
-# -- judging --------------------------------------------------------------------------------------
-def probe(learner, function, *args, during: str, **kwargs):
-    dtype = getattr(learner.options, "dtype", "auto")
-    return learner.probe(function, learner.options.device, *args, during=during, dtype=dtype, **kwargs)
-
-
-# MAX creates tensors in float32 on a CPU and in bfloat16 on a GPU, unless told otherwise; the checks run the
-# module in that dtype (or --dtype's), feed it inputs that dtype holds exactly, and judge it to that precision.
-DTYPE_DEFAULT_ON = {
-    "float32": "the default dtype on CPU",
-    "bfloat16": "MAX's default dtype on a GPU, which Tensor.ones([dim]) without a dtype follows",
-}
-
-
-def dtype_of(learner) -> str:
-    """The dtype the module runs in here: "float32" or "bfloat16" (asked once per run)."""
-    if "dtype" not in learner.memo:
-        learner.memo["dtype"] = probe(learner, max_side.session_dtype, during="reading the device's dtype")
-    return learner.memo["dtype"]
-
-
-def session(learner, *arrays):
-    """The inputs as values of the run's dtype (unchanged in float32), so that the oracle sees what forward saw."""
-    dtype = dtype_of(learner)
-    rounded = tuple(representable(array, dtype) for array in arrays)
-    return rounded if len(rounded) != 1 else rounded[0]
-
-
-def tol(learner, value: float) -> float:
-    """A float32 tolerance, widened to the run's dtype when that is coarser (bfloat16 keeps 8 significant bits)."""
-    return max(value, tolerance(dtype_of(learner), DIM))
-
-
-def gap_limit(learner, value: float, y) -> float:
-    """How far two computations of the same output may differ: `value` in float32; in bfloat16, a few units in the
-    last place of the largest output (a bfloat16 rounding of 8 moves it by 1/32)."""
-    dtype = dtype_of(learner)
-    return value if dtype == "float32" else tolerance(dtype, DIM) * (1 + float(np.max(np.abs(y))))
-
-
-def fresh(learner, **kwargs) -> dict:
-    return probe(learner, max_side.fresh, during=f"creating LayerNorm({DIM}{', eps=1e-3' if kwargs else ''})", **kwargs)
-
-
-def forward(learner, x, gamma=None, beta=None, eps=None) -> tuple[np.ndarray, list]:
-    """The learner's forward on `x` (values of the run's dtype), and its F.layer_norm calls."""
-    report = probe(learner, max_side.forward, x, gamma, beta, eps, during="calling LayerNorm.forward")
-    return output(report["out"], "forward", x.shape, dtype_of(learner)), report["calls"]
-
-
-def output(value, name, shape, dtype="float32") -> np.ndarray:
-    return expect_array(value, name, kind="max", shape=shape, dtype=dtype)
-
-
-def parameter(report: dict, name: str, dtype: str = "float32") -> np.ndarray:
-    """The fresh module's `weight` or `bias` as an array, or Fail naming what it is instead."""
-    role = "gamma: Tensor.ones([dim])" if name == "weight" else "beta: Tensor.zeros([dim])"
-    if name not in report:
-        raise Fail(f"LayerNorm(dim) has no `self.{name}`; create it in __init__ ({role}).")
-    value = report[name]
-    if value is None:
-        raise Fail(f"`self.{name}` is still None: replace the placeholder with {role.split(': ')[1]}.")
-    if not (isinstance(value, TensorRecord) and value.framework == "max"):
-        raise Fail(
-            f"`self.{name}` is a {type_name(value)}; it must be a MAX Tensor ({role}), so that MAX tracks it "
-            "as a parameter and can compile the module."
-        )
-    if value.shape != (DIM,):
-        extra = (
-            " Use Tensor.ones([dim]) / Tensor.zeros([dim]), not [dim, 1]: the parameters are 1-D, one value per "
-            "feature."
-            if value.shape == (DIM, 1)
-            else ""
-        )
-        raise Fail(f"LayerNorm({DIM}).{name} has shape {list(value.shape)}, expected [{DIM}] ([dim]).{extra}")
-    if value.dtype != dtype:
-        raise Fail(f"LayerNorm({DIM}).{name} is {value.dtype}, expected {dtype} ({DTYPE_DEFAULT_ON[dtype]}).")
-    return value.values
-
-
-def rows(seed: int, n: int) -> np.ndarray:
-    """(n, DIM) float32 whose variances span 1e-3..4, so eps=0.5 changes the output a lot."""
-    return random_case(seed, (n, DIM), dtype="float32", scales=(0.03, 2.0))[0]
-
-
-def parameters(seed: int):
-    return random_case(seed, (1, DIM), dtype="float32")[1:]
 
 
 # -- the worked example's twelve lines ------------------------------------------------------------
@@ -346,14 +206,6 @@ def bias_initialized(learner):
     return registered(learner, "bias")
 
 
-def registered(learner, name) -> str:
-    report = fresh(learner)
-    parameter(report, name, dtype_of(learner))
-    if name not in report["parameters"]:
-        raise Fail(f"`{name}` is not among the module's parameters: assign it directly as self.{name} in __init__.")
-    return f"shape [{DIM}], {dtype_of(learner)}"
-
-
 @checklist.check("LayerNorm.eps has correct default value: 1e-05", timeout=EAGER_TIMEOUT)
 def eps_default(learner):
     report = fresh(learner)
@@ -375,46 +227,7 @@ def eps_default(learner):
     "forward handles 2-D (batch, dim) and 3-D (batch, seq, dim) inputs, over the last axis", timeout=EAGER_TIMEOUT
 )
 def two_and_three_d(learner):
-    gamma, beta = session(learner, *parameters(6))
-    x2 = session(learner, rows(7, 5) * 10 + 100)  # a large mean: cancellation shows
-    expect_close(
-        forward(learner, x2, gamma, beta)[0],
-        layernorm(x2, gamma, beta, 1e-5),
-        name="forward (2-D)",
-        atol=tol(learner, 2e-3),
-        rtol=tol(learner, 1e-3),
-        mistakes=forward_mistakes(x2, gamma, beta, 1e-5, FIXES),
-    )
-    # The default eps must reach the kernel: rows with a variance near 1e-5 show it.
-    tiny = session(learner, (np.random.default_rng(5).normal(size=(4, DIM)) * 3e-3).astype(np.float32))
-    wrong_eps = [
-        Mistake(
-            f"With the default eps, forward does not use 1e-5 (it matches eps={eps:g}): pass epsilon=self.eps",
-            lambda eps=eps: layernorm(tiny, 1.0, 0.0, eps),
-        )
-        for eps in (1e-6, 1e-12, 1e-3)
-    ]
-    expect_close(
-        forward(learner, tiny)[0],
-        layernorm(tiny, 1.0, 0.0, 1e-5),
-        name="forward (variance near eps)",
-        atol=tol(learner, 2e-3),
-        mistakes=wrong_eps,
-    )
-    x3 = session(learner, rows(8, 6).reshape(2, 3, DIM))
-    seq_and_dim = Mistake(
-        "A 3-D input is normalised over (seq, dim) together: F.layer_norm normalises over the last "
-        "axis only; do not reshape x",
-        lambda: layernorm(x3, gamma, beta, 1e-5, axes=(1, 2)),
-    )
-    return expect_close(
-        forward(learner, x3, gamma, beta)[0],
-        layernorm(x3, gamma, beta, 1e-5),
-        name="forward (3-D)",
-        atol=tol(learner, 1e-4),
-        rtol=tol(learner, 1e-4),
-        mistakes=[seq_and_dim, *forward_mistakes(x3, gamma, beta, 1e-5, FIXES)],
-    )
+    return forward_shapes_match(learner, FIXES)
 
 
 @checklist.check(
@@ -422,41 +235,7 @@ def two_and_three_d(learner):
     timeout=GRAPH_TIMEOUT,
 )
 def from_scratch(learner):
-    (gamma, beta), eps = session(learner, *parameters(9)), 0.1  # eps large: inside or outside the root differ
-    # Rows around 100: E[x²] - E[x]² loses ~1e-2 there in float32, a centred variance ~1e-5 (measured with MAX 26.7).
-    xs = [session(learner, rows(10, 6)), session(learner, rows(11, 3) + 100)]
-    outs = probe(
-        learner, max_side.from_scratch, xs, gamma, beta, eps, during="tracing and running layer_norm_from_scratch"
-    )
-    details = []
-    for index, (x, out) in enumerate(zip(xs, outs, strict=True)):
-        y = output(out, "layer_norm_from_scratch", x.shape)
-        try:
-            details.append(
-                expect_close(
-                    y,
-                    layernorm(x, gamma, beta, eps),
-                    name="layer_norm_from_scratch",
-                    atol=2e-4,
-                    rtol=2e-4,
-                    mistakes=forward_mistakes(x, gamma, beta, eps, SCRATCH_FIXES),
-                )
-            )
-        except Fail as failure:
-            if index == 1 and "differs from the float64 oracle" in str(failure):
-                raise Fail(
-                    "Right for rows near 0, wrong for rows around 100: E[x²] - E[x]² cancels in float32. Centre "
-                    f"first, then average the squares: F.mean((x - mean) * (x - mean), axis=-1). ({failure})"
-                ) from None
-            raise
-    # The fused kernel and the composition must agree with each other, not only with the oracle.
-    gap = float(np.max(np.abs(forward(learner, xs[0], gamma, beta, eps)[0].astype(np.float64) - outs[0].values)))
-    if gap > gap_limit(learner, 5e-4, outs[0].values):
-        raise Fail(
-            f"layer_norm_from_scratch matches the oracle, but forward differs from it by {gap:.2g} on the same "
-            "input and parameters: the problem is in forward (see the checks above)."
-        )
-    return f"{details[0]}; {gap:.1e} from forward"
+    return from_scratch_matches(learner, SCRATCH_FIXES)
 
 
 @checklist.check(
@@ -465,38 +244,4 @@ def from_scratch(learner):
     slow=True,  # MAX compiles the graph: seconds even from its cache
 )
 def compiled_graph(learner):
-    xs = [session(learner, rows(20 + n, n)) for n in (1, 5, 32)]
-    with compile_hints():
-        results = probe(learner, max_side.compiled, xs, during="compiling with compile_layer_norm")
-    worst = 0.0
-    for x, result in zip(xs, results, strict=True):
-        if "error" in result:
-            n = result["batch"]
-            raise Fail(
-                f"The compiled graph refused a batch of {n} row{'s' * (n != 1)}: it was compiled for one batch "
-                "size. Compile with a symbolic batch dim, TensorType(DType.float32, ['batch', dim], device=...), "
-                f"so one graph serves every batch size. (MAX said: {result['error'][:200]})"
-            )
-        graph, eager = (
-            output(result["compiled"], "the compiled graph", x.shape, dtype_of(learner)),
-            output(result["eager"], "forward", x.shape, dtype_of(learner)),
-        )
-        limit = tol(learner, 1e-4)
-        expect_close(graph, layernorm(x, 1.0, 0.0, 1e-5), name="the compiled graph", atol=limit, rtol=limit)
-        worst = max(worst, float(np.max(np.abs(graph.astype(np.float64) - eager))))
-    if worst > gap_limit(learner, 1e-4, eager):
-        raise Fail(f"The compiled graph and eager forward differ by {worst:.2g}.")
-    return f"max gap to eager {worst:.1e}"
-
-
-@contextmanager
-def compile_hints():
-    try:
-        yield
-    except LearnerError as error:
-        text = str(error)
-        if "does not match" in text and ("Gamma" in text or "Beta" in text or "dimension" in text):
-            raise Fail(
-                f"The compiled graph's input does not end in dim: the TensorType must be [..., dim] ({text[:160]})."
-            ) from None
-        raise
+    return compiled_graph_matches(learner)

@@ -2,7 +2,7 @@
 
 Placement is judged by behaviour: the block's output is compared with every arrangement of its own
 `ln` and `ff` (recomputed in the learner's process, judged here). The trend is judged on the numbers
-the learner's experiment returns. `--plot PATH` draws them.
+the learner's experiment returns. `--plot PATH` draws them. The judging is in `kit/transformer.py`.
 """
 
 from __future__ import annotations
@@ -11,16 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.check.kit import (
-    Checklist,
-    Fail,
-    LearnerError,
-    Mistake,
-    expect_array,
-    expect_close,
+from tests.check.kit import Checklist, Fail, LearnerError, Mistake, expect_close, torch_side
+from tests.check.kit.transformer import (
+    block_norms,
+    describe,
+    experiment,
+    judge_placement,
+    norms_list,
     plot_gradient_norms,
-    torch_side,
-    type_name,
+    silent_sublayer_matches,
 )
 
 D_MODEL, D_FF = torch_side.D_MODEL, torch_side.D_FF
@@ -74,7 +73,7 @@ def after(learner, options, report) -> list[str]:
     if not getattr(options, "plot", None):
         return []
     try:
-        result = experiment(learner)
+        result = experiment(learner, EXPERIMENT)
     except (Fail, LearnerError) as reason:
         return [f"No figure written to {options.plot}: the experiment did not run ({reason})."]
     plot_gradient_norms(result, EXPERIMENT, options.plot)
@@ -90,78 +89,6 @@ checklist = Checklist(
     add_arguments=add_arguments,
     after=after,
 )
-
-
-# -- judging ----------------------------------------------------------------------------------------
-def block_output(y, name, shape=None) -> np.ndarray:
-    if y is None:
-        raise Fail(f"{name}.forward returned None; it must return a tensor (a `return` is missing?).")
-    return expect_array(y, f"{name}.forward(x)", kind="torch", shape=shape)
-
-
-def judge_placement(learner, kind) -> str:
-    name, formula, mistakes = PLACEMENT[kind]
-    for seed in (1, 2):
-        result = learner.probe(torch_side.arrangements, kind, seed, during=f"calling {name}.forward")
-        found = {key: value.values for key, value in result["candidates"].items()}
-        y = block_output(result["y"], name)
-        if y.shape != found[kind].shape:
-            raise Fail(
-                f"{name} turned an input of shape {found[kind].shape} into {y.shape}: a block keeps the shape "
-                "(..., d_model)."
-            )
-        detail = expect_close(
-            y,
-            found[kind],
-            name=f"{name}(x)",
-            atol=1e-5,
-            rtol=1e-5,
-            mistakes=[Mistake(hint, lambda key=key, found=found: found[key]) for key, hint in mistakes.items()],
-        )
-    return f"{formula}: {detail}"
-
-
-def norms_list(value, what: str, length: int) -> list[float]:
-    if not isinstance(value, list):
-        raise Fail(
-            f"{what} returned {value if isinstance(value, str) else type_name(value)}; it must return a list "
-            "of floats, one per block."
-        )
-    if len(value) == length + 1:
-        raise Fail(
-            f"{what} returned {len(value)} values for {length} blocks: it includes the final LayerNorm; report "
-            "the blocks only."
-        )
-    if len(value) != length:
-        raise Fail(f"{what} returned {len(value)} values for {length} blocks; it must return one per block.")
-    if not all(isinstance(v, (int, float)) for v in value):
-        raise Fail(f"{what} returned {value!r:.120}; it must return plain floats (use .item()).")
-    if not all(np.isfinite(value)):
-        raise Fail(f"{what} returned non-finite values: {value}")
-    return value
-
-
-def experiment(learner) -> dict:
-    """The learner's run_experiment with the checklist's arguments, validated (once per run)."""
-    if "experiment" not in learner.memo:
-        result = learner.probe(torch_side.experiment, EXPERIMENT, during="running run_experiment")
-        if not isinstance(result, dict) or set(result) != {"pre", "post"}:
-            raise Fail(f"run_experiment returned {result!r:.100}; expected {{'pre': {{...}}, 'post': {{...}}}}.")
-        for kind in ("pre", "post"):
-            for key in ("grad_norms", "hidden_rms"):
-                entry = result[kind].get(key) if isinstance(result[kind], dict) else None
-                norms_list(entry, f"run_experiment()['{kind}']['{key}']", EXPERIMENT["n_layers"])
-        learner.memo["experiment"] = result
-    return learner.memo["experiment"]
-
-
-def block_norms(per_parameter, n) -> list[float]:
-    """Each block's gradient norm from its parameters' norms: the square root of the sum of their squares."""
-    return [float(np.sqrt(np.sum(np.square(p)))) for p in per_parameter[:n]]
-
-
-def describe(values) -> str:
-    return " ".join(f"{v:.3g}" for v in values)
 
 
 # -- checks -----------------------------------------------------------------------------------------
@@ -187,47 +114,17 @@ def structure(learner):
 
 @checklist.check("PreLNBlock computes x + ff(ln(x))")
 def pre_placement(learner):
-    return judge_placement(learner, "pre")
+    return judge_placement(learner, "pre", PLACEMENT)
 
 
 @checklist.check("PostLNBlock computes ln(x + ff(x))")
 def post_placement(learner):
-    return judge_placement(learner, "post")
+    return judge_placement(learner, "post", PLACEMENT)
 
 
 @checklist.check("the residual connection is there: with ff silenced, PreLNBlock is the identity, PostLNBlock is ln(x)")
 def residual(learner):
-    for kind, target in (("pre", "x"), ("post", "ln(x)")):
-        name, formula, _ = PLACEMENT[kind]
-        result = learner.probe(torch_side.with_silent_sublayer, kind, 3, during=f"calling {name}.forward")
-        found = {key: value.values for key, value in result.items() if key != "y"}
-        y, silent = (
-            block_output(result["y"], name, found["x"].shape),
-            f"With ff's output forced to zero, {name} returns",
-        )
-        if np.allclose(y, found[target], atol=1e-5, rtol=1e-5):
-            continue
-        if np.allclose(y, found["0"], atol=1e-5) or np.allclose(y, found["ln(0)"], atol=1e-5):
-            raise Fail(f"{silent} nothing of x: the residual connection (x + ...) is missing. The block is {formula}.")
-        if kind == "pre" and np.allclose(y, found["ln(x)"], atol=1e-5, rtol=1e-5):
-            raise Fail(
-                f"{silent} ln(x) instead of x: the residual stream itself is normalised (the Post-LN "
-                f"placement). The block is {formula}."
-            )
-        if kind == "pre" and np.allclose(y, found["x"] + found["ln(0)"], atol=1e-5, rtol=1e-5):
-            raise Fail(
-                f"{silent} x + ln(0): the LayerNorm is applied to the sublayer's output instead of its input. "
-                f"The block is {formula}."
-            )
-        if kind == "post" and np.allclose(y, found["x"], atol=1e-5, rtol=1e-5):
-            raise Fail(
-                f"{silent} x unnormalised: the sum is not normalised (the Pre-LN placement). The block is {formula}."
-            )
-        raise Fail(
-            f"{silent} neither {target} nor anything recognisable: the residual connection (the `x +`) is "
-            f"missing or misplaced. The block is {formula}."
-        )
-    return "x passes through untouched when the sublayer adds nothing"
+    return silent_sublayer_matches(learner, PLACEMENT)
 
 
 @checklist.check("build_stack: new blocks in an nn.Sequential, with a final LayerNorm after a Pre-LN stack only")
@@ -309,7 +206,7 @@ def gradient_norms(learner):
 
 @checklist.check("Post-LN at initialisation: gradient norms grow towards the output (Xiong et al. 2020)")
 def post_trend(learner):
-    norms = experiment(learner)["post"]["grad_norms"]
+    norms = experiment(learner, EXPERIMENT)["post"]["grad_norms"]
     growth, rising = norms[-1] / norms[0], sum(b > a for a, b in zip(norms, norms[1:], strict=False))
     if growth < POST_GROWTH or rising < 2 * (len(norms) - 1) // 3:
         raise Fail(
@@ -325,7 +222,7 @@ def post_trend(learner):
 
 @checklist.check("Pre-LN at initialisation: gradient norms stay roughly flat")
 def pre_trend(learner):
-    norms = experiment(learner)["pre"]["grad_norms"]
+    norms = experiment(learner, EXPERIMENT)["pre"]["grad_norms"]
     spread = max(norms) / min(norms)
     if spread > PRE_SPREAD:
         raise Fail(
@@ -337,7 +234,7 @@ def pre_trend(learner):
 
 @checklist.check("forward view: Post-LN hidden states have RMS 1 after every block; the Pre-LN residual stream grows")
 def forward_view(learner):
-    result = experiment(learner)
+    result = experiment(learner, EXPERIMENT)
     post, pre = result["post"]["hidden_rms"], result["pre"]["hidden_rms"]
     if max(abs(v - 1.0) for v in post) > 0.02:
         raise Fail(

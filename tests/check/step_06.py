@@ -39,11 +39,8 @@ GPU_SHAPES = ((64, 768), (37, 771), (1, 771), (3, 771), (5, 1), (3, 4099), (2, 8
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument(
-        "--device",
-        choices=("auto", "cpu", "gpu"),
-        default="auto",
-        help="where the GPU checks run (default auto: on the GPU when MAX sees one); the CPU checks always run",
+    max_side.add_device_option(
+        parser, "where the GPU checks run (default auto: on the GPU when MAX sees one); the CPU checks always run"
     )
 
 

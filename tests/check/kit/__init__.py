@@ -6,14 +6,16 @@ Judge side (plain data in, verdicts out):
 - `expect_array` (NumPy arrays and torch/MAX tensors alike), `expect_tuple`, `expect_close`,
   `relative_error`, `error_hints`: validators whose failures say what is wrong.
 - `forward_mistakes`, `gradient_mistakes`, `Mistake`: the catalogue of classic wrong LayerNorms.
+- `max_module`: judging a MAX LayerNorm module (step 03): the run's dtype and tolerances, its forward, its graph.
+- `torch_module`: judging a PyTorch LayerNorm module (step 04): PyTorch's fixes, forward, gradients, state_dict.
+- `transformer`: judging step 05's blocks (LayerNorm placement, the residual) and its experiment, and its figure.
 - `kernels`: judging a LayerNorm kernel's output (step 06): where it is wrong, and the kernel probes' failures.
 Learner side (probes, run in the learner's process through `learner.probe`):
 - `numpy_side`, `torch_side`, `max_side`: the adapters and probes of each framework's steps.
 """
 
 from tests.check.engine import REPO_ROOT, Checklist, Fail, Learner
-from tests.check.kit import kernels, max_side, numpy_side, torch_side
-from tests.check.kit.figures import plot_gradient_norms
+from tests.check.kit import kernels, max_module, max_side, numpy_side, torch_module, torch_side, transformer
 from tests.check.kit.judging import (
     Mistake,
     error_hints,

@@ -246,6 +246,11 @@ def _compile_eager_kernels_together() -> None:
         return
 
 
+def add_device_option(parser, help: str) -> None:
+    """The MAX steps' --device cpu|gpu|auto (read by `device_for`)."""
+    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto", help=help)
+
+
 def device_for(name: str):
     """The MAX device for --device cpu|gpu|auto; Fail when a GPU is asked for and MAX sees none."""
     from max.driver import CPU, Accelerator, accelerator_count
@@ -645,4 +650,3 @@ def speed(module, rows, dim, repeats, eps=1e-5):
         name: {"median": float(np.median(t)), "spread": float(np.subtract(*np.percentile(t, [75, 25])) / np.median(t))}
         for name, t in times.items()
     }
-
