@@ -7,7 +7,7 @@ a `Fail` raised here arrives as that hint.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
@@ -64,34 +64,40 @@ def ready() -> None:
 
 def ready_for_layer_norm(module, device_name: str, dtype: str = "auto") -> None:
     """`ready`, and the eager kernels of step 03's LayerNorm compiled together (once per process), while a
-    second process compiles the learner's own graph (on the CPU)."""
-    import threading
-
+    second process compiles the learner's own graph (on the CPU, when the kernels are not on disk yet)."""
     ready()
     if _BATCHED:
         return
-    # a batch still compiling after COLD_SECONDS is not on disk yet: nor, most likely, is the learner's graph
-    background = threading.Timer(COLD_SECONDS, _start_background_compile, (module, device_name, dtype))
-    if device_for(device_name).is_host:
-        background.start()
-    try:
-        _compile_eager_kernels_together()
-    finally:
-        background.cancel()
-        if background.is_alive():
-            background.join()
+    beside = _learner_graph_beside(module, device_name, dtype) if device_for(device_name).is_host else nullcontext()
+    _compile_eager_kernels_together(beside)
     _BATCHED.append(True)
 
 
 # -- the learner's graph, compiled beside the eager kernels ------------------------------------------
-COLD_SECONDS = 2.0  # MAX's disk cache serves the batch of eager kernels in well under a second
+COLD_SECONDS = 2.0  # MAX's disk cache serves the batch of eager kernels in a tenth of a second
 BACKGROUND_CPU_SECONDS = 60  # a cold compile of a LayerNorm graph takes about 15; a looping file stops here
-BACKGROUND_MEMORY = 3 << 30  # bytes; a LayerNorm graph's compile stays well under a gigabyte
+BACKGROUND_MEMORY = 2 << 30  # bytes (or half the sandbox's limit, if less); a LayerNorm's compile peaked at 1.1 GiB
 _BACKGROUND: list = []  # the process compiling the learner's graph, while this one compiles the eager kernels
 
 
 class _StopBeforeWeights(Exception):
     """Raised where the compiled graph would get its weights: the compile, all the background is for, is done."""
+
+
+@contextmanager
+def _learner_graph_beside(module, device_name, dtype):
+    """Around the eager kernels' compile: if it is still running after COLD_SECONDS (a compile, not MAX's disk
+    cache), most likely the learner's graph is not on disk either, so a second process compiles it meanwhile."""
+    import threading
+
+    timer = threading.Timer(COLD_SECONDS, _start_background_compile, (module, device_name, dtype))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        if timer.is_alive():
+            timer.join()
 
 
 def _start_background_compile(module, device_name, dtype) -> None:
@@ -116,7 +122,10 @@ def _start_background_compile(module, device_name, dtype) -> None:
     # would start outside this virtual environment
     env = {name: value for name, value in os.environ.items() if name != "PYTHONEXECUTABLE"}
     quiet = subprocess.DEVNULL  # the learner's prints already showed once, in this process
-    _BACKGROUND.append(subprocess.Popen(command, env=env, stdin=quiet, stdout=quiet, stderr=quiet))
+    try:
+        _BACKGROUND.append(subprocess.Popen(command, env=env, stdin=quiet, stdout=quiet, stderr=quiet))
+    except OSError:  # no second process: the check compiles the graph itself, as it would have
+        pass
 
 
 def _wait_for_background_compile() -> None:
@@ -124,12 +133,22 @@ def _wait_for_background_compile() -> None:
     that a looping `compile_layer_norm` costs at most BACKGROUND_CPU_SECONDS more than without it."""
     import subprocess
 
+    import psutil
+
     while _BACKGROUND:
         process = _BACKGROUND.pop()
         try:
             process.wait(timeout=BACKGROUND_CPU_SECONDS)
         except subprocess.TimeoutExpired:
-            process.kill()
+            try:
+                stuck = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+            except psutil.Error:
+                stuck = []
+            for each in stuck:
+                try:
+                    each.kill()
+                except psutil.Error:
+                    pass
             process.wait()
 
 
@@ -145,7 +164,8 @@ def _compile_layer_norm(module, device, cast):
 def compile_in_background(path: str, module_name: str, device_name: str, dtype: str) -> None:
     """The background process: import the learner's file, then compile their graph and stop before its weights.
 
-    Lazily (F.lazy), so that Tensor.ones in their constructor does not wait for an eager kernel.
+    Lazily (F.lazy), so that Tensor.ones in their constructor does not wait for an eager kernel. It leaves with
+    os._exit: MAX 26.7 can abort in interpreter teardown, and the exit code says whether the graph compiled.
     """
     import os
     import resource
@@ -157,37 +177,44 @@ def compile_in_background(path: str, module_name: str, device_name: str, dtype: 
     from max.engine import InferenceSession
     from max.experimental import functional as F
 
+    from tests.check.sandbox import MEMORY_LIMIT
     from tests.check.worker import load_learner_file
 
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file when a limit stops it
     resource.setrlimit(resource.RLIMIT_CPU, (BACKGROUND_CPU_SECONDS, BACKGROUND_CPU_SECONDS))
+    memory_limit = min(BACKGROUND_MEMORY, MEMORY_LIMIT // 2)  # its memory counts in the learner's check
 
     def memory_guard():
-        while psutil.Process().memory_info().rss < BACKGROUND_MEMORY:
-            time.sleep(0.25)
+        while psutil.Process().memory_info().rss < memory_limit:
+            time.sleep(0.1)
         os._exit(1)
 
     threading.Thread(target=memory_guard, daemon=True).start()
+    ready()  # eager code in their file runs as in the worker: interpreted, no compiling processes of MAX's own
     sys.path.append(os.path.dirname(path))  # as the worker does: their file may import its neighbours
-    module = load_learner_file(path, module_name)
-
-    def stop(*args, **kwargs):
-        raise _StopBeforeWeights
-
-    InferenceSession.init = InferenceSession.init_all = stop
-    device = device_for(device_name)
+    compiled = False
     try:
+        module = load_learner_file(path, module_name)
+
+        def stop(*args, **kwargs):
+            raise _StopBeforeWeights
+
+        InferenceSession.init = InferenceSession.init_all = stop
+        device = device_for(device_name)
         with F.lazy():
             _compile_layer_norm(module, device, dtype_for(device, dtype))
     except _StopBeforeWeights:
-        sys.exit(0)  # compiled: the graph is on disk
-    sys.exit(1)  # their function returned without compiling; the check will say what it did
+        compiled = True  # the graph is on disk
+    except BaseException:  # their code failed here; the checks will say how, in their own process
+        pass
+    os._exit(0 if compiled else 1)
 
 
 class _Collected(Exception):
     """Raised in place of one eager kernel compile: its graph was added to the batch instead."""
 
 
-def _compile_eager_kernels_together() -> None:
+def _compile_eager_kernels_together(beside=None) -> None:
     """Compile the eager kernels a LayerNorm meets (on the CPU, float32) in one batch, not one at a time.
 
     MAX's eager interpreter compiles a kernel the first time it meets an op kind: about 12 s each on a two-core
@@ -195,7 +222,8 @@ def _compile_eager_kernels_together() -> None:
     over a minute on a fresh machine. Compiled in one module they take about 17 s, and MAX's on-disk cache
     serves that same module in milliseconds on later runs. This reaches into MAX's private interpreter
     (max._interpreter_ops, MAX 26.7); if that changes, the kernels compile one at a time as before: slower,
-    never wrong. An op kind left out here (a learner's F.exp, say) compiles on its own when met.
+    never wrong. An op kind left out here (a learner's F.exp, say) compiles on its own when met. `beside` is
+    entered around the compile itself (`_learner_graph_beside`).
     """
     try:
         from max._interpreter_ops import gc_compile
@@ -239,7 +267,8 @@ def _compile_eager_kernels_together() -> None:
     if not wanted:
         return
     try:
-        models = gc_compile.session_for(wanted[0][2]).load_all(batch, weights_registry={})
+        with beside or nullcontext():
+            models = gc_compile.session_for(wanted[0][2]).load_all(batch, weights_registry={})
         for family, key, _ in wanted:
             family.cache[key] = models[key]
     except Exception:  # the batch did not compile: each kernel compiles when it is met, as without this
