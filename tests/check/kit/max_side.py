@@ -141,7 +141,8 @@ def _wait_for_background_compile() -> None:
             process.wait(timeout=BACKGROUND_CPU_SECONDS)
         except subprocess.TimeoutExpired:
             try:
-                stuck = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+                root = psutil.Process(process.pid)
+                stuck = [*root.children(recursive=True), root]
             except psutil.Error:
                 stuck = []
             for each in stuck:
