@@ -16,6 +16,7 @@ import pytest
 
 from tests.check.__main__ import parse_check_arguments
 from tests.check.engine import REPO_ROOT, load_checklist
+from tests.check.kit import max_module
 from tests.zoo_helpers import check_file, cli_json
 
 pytestmark = pytest.mark.max
@@ -65,8 +66,6 @@ def test_device_option():
 
 
 def test_version_note_when_max_differs(monkeypatch):
-    from tests.check.kit import max_module as max_module
-
     monkeypatch.setattr(max_module, "installed_max_version", lambda: "26.1.0")
     notes = load_checklist(STEP).notes(parse())
     assert "MAX 26.1.0 is installed" in notes[0] and max_module.EXPECTED_MAX in notes[0]
@@ -78,8 +77,6 @@ def test_version_note_when_max_differs(monkeypatch):
 
 
 def test_expected_version_is_the_pin():
-    from tests.check.kit import max_module as max_module
-
     assert f'"max=={max_module.EXPECTED_MAX}"' in (REPO_ROOT / "pyproject.toml").read_text()
 
 

@@ -68,7 +68,7 @@ def ready_for_layer_norm(module, device_name: str, dtype: str = "auto") -> None:
     ready()
     if _BATCHED:
         return
-    beside = _learner_graph_beside(module, device_name, dtype) if device_for(device_name).is_host else nullcontext()
+    beside = _learner_graph_beside(module, device_name, dtype) if device_for(device_name).is_host else None
     _compile_eager_kernels_together(beside)
     _BATCHED.append(True)
 
