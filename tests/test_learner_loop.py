@@ -190,6 +190,24 @@ def test_a_cascade_collapses_to_its_cause_and_json_keeps_every_check(repo):
     assert sum(c["status"] == "failed" for c in data["checks"]) == len(verbose.stdout.split("❌")) - 1
 
 
+def test_a_function_returning_none_is_reported_once(repo):
+    step_file = repo / "steps" / "step_01.py"
+    source = step_file.read_text(encoding="utf-8")
+    step_file.write_text(source.replace("def layernorm_forward(", "def _unused(", 1) + NONE_FORWARD, encoding="utf-8")
+    report = checker(repo, "01")
+    failed = [line for line in report.stdout.splitlines() if line.startswith("❌")]
+    assert sum("returned None" in line for line in report.stdout.splitlines()) == 1, report.stdout
+    assert len(failed) <= 2, report.stdout  # the first None, and a probe that unpacked it (its own cause)
+    assert "more checks not judged until this is fixed (a function still returns None" in report.stdout
+
+
+NONE_FORWARD = """
+
+def layernorm_forward(x, gamma, beta, eps=1e-5):
+    return None
+"""
+
+
 # -- watch -------------------------------------------------------------------------------------------------
 class Watch:
     """`python -m tests.check watch` in the copy, its output read line by line."""

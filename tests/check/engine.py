@@ -34,12 +34,13 @@ class Fail(Exception):
 
     A probe may raise it in the learner's process too (e.g. "your file defines no `LayerNorm`
     class"): it arrives as that hint. `blocks` names why the later checks cannot run (they are
-    reported "Not run: <blocks>"), e.g. "the Mojo package does not compile (see above)."
+    reported "Not run: <blocks>"), e.g. "the Mojo package does not compile (see above)." `cause`
+    groups failures that one fix ends (a `None` placeholder) without stopping the later checks.
     """
 
-    def __init__(self, message: str, *, blocks: str | None = None):
+    def __init__(self, message: str, *, blocks: str | None = None, cause: str | None = None):
         super().__init__(message)
-        self.blocks = blocks
+        self.blocks, self.cause = blocks, cause
 
 
 @dataclass
@@ -225,7 +226,10 @@ def explain(error: LearnerError, path: Path) -> str:
 
 
 def root_cause(error: LearnerError) -> str | None:
-    """What makes failures "the same": an exception of one kind at one line of the learner's file."""
+    """What makes failures "the same": an exception of one kind at one line of the learner's file, or one
+    verdict of a probe (e.g. "LayerNorm has no forward()"), which every check that builds a LayerNorm meets."""
+    if error.exc_type == "Fail":
+        return error.detail
     return f"{error.exc_type} at line {error.where[0]} of your file" if error.exc_type and error.where else None
 
 
@@ -298,7 +302,7 @@ def run_checklist(
             try:
                 result = Result(check.name, "passed", check.run(learner) or "")
             except Fail as verdict:
-                result = Result(check.name, "failed", _short(str(verdict)), cause=verdict.blocks)
+                result = Result(check.name, "failed", _short(str(verdict)), cause=verdict.blocks or verdict.cause)
                 blocked = verdict.blocks or blocked
             except LearnerOverLimit as error:  # it would happen again: the later checks are not run
                 blocked = f"{error.during} passed a limit in an earlier check (see above)."

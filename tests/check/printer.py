@@ -36,7 +36,7 @@ class ReportPrinter:
         """One line per cause that failed more checks than it showed."""
         return [
             f"… {len(names)} more check{'s' * (len(names) != 1)} not judged until this is fixed "
-            f"({cause.rstrip('.')}; --verbose lists them)"
+            f"({_brief(cause)}; --verbose lists them)"
             for cause, names in self.shown.items()
             if names
         ]
@@ -54,6 +54,12 @@ class ReportPrinter:
 
     def _print(self, text: str) -> None:
         print(text, file=self.out, flush=True)
+
+
+def _brief(cause: str, limit: int = 90) -> str:
+    """A cause as the cascade line names it: a long verdict is shown above in full."""
+    cause = cause.rstrip(".")
+    return cause if len(cause) <= limit else cause[: limit - 1].rstrip() + "…"
 
 
 def summary(report: Report) -> str:

@@ -9,7 +9,6 @@ from tests.check.kit import (
     NUMPY_FIXES,
     Checklist,
     Fail,
-    Mistake,
     error_hints,
     expect_array,
     expect_close,
@@ -21,6 +20,7 @@ from tests.check.kit import (
     layernorm_grads,
     line_events,
     numpy_only,
+    parameter_gradient_mistakes,
     random_case,
     relative_error,
     upstream_gradient,
@@ -65,37 +65,20 @@ def _backward_line_events(learner_module, cases):
 
 
 # -- judging ------------------------------------------------------------------------------------
-def parameter_mistakes(x, gamma, eps, dy) -> dict[str, list[Mistake]]:
-    """dgamma and dbeta of the classic wrong backwards, each with the hint that names it."""
-    _, dgamma, dbeta = layernorm_grads(x, np.reshape(gamma, -1), eps, dy)
-    swapped = "dgamma and dbeta look swapped: dbeta = sum(dy), dgamma = sum(dy * xhat)"
-    return {
-        "dgamma": [
-            Mistake(swapped, lambda: dbeta),
-            Mistake("dgamma has the wrong sign", lambda: -dgamma),
-            Mistake(
-                "dgamma sums dy * x; it must be dy * xhat (the normalised input)",
-                lambda: (np.asarray(dy, np.float64) * x).sum(axis=0),
-            ),
-        ],
-        "dbeta": [
-            Mistake(swapped, lambda: dgamma),
-            Mistake("dbeta has the wrong sign", lambda: -dbeta),
-            Mistake("dbeta is a mean; it is the sum of dy over the batch", lambda: dy.mean(axis=0)),
-        ],
-    }
-
-
 def grads_of(learner, x, gamma, beta, eps, dy):
     """The learner's (y, dx, dgamma, dbeta), checked for type and shape."""
-    with error_hints(NUMPY_BROADCAST_HINTS):
+    n, d = x.shape
+    per_row = {  # the return line reshapes dgamma and dbeta to gamma's shape: a per-row sum fails there
+        f"cannot reshape array of size {n} into shape": f"dgamma or dbeta has {n} values, one per row: it was "
+        "summed over axis 1; sum over axis 0 (the batch) instead"
+    }
+    with error_hints({**NUMPY_BROADCAST_HINTS, **(per_row if n != d else {})}):
         y, grads = expect_tuple(
             learner.probe(_forward_backward, x, gamma, beta, eps, dy, during=f"calling {FORWARD} then {BACKWARD}"),
             "forward + backward",
             2,
         )
     dx, dgamma, dbeta = expect_tuple(grads, BACKWARD, 3)
-    n, d = x.shape
     y, dx = (expect_array(v, name, shape=x.shape, dtype=x.dtype) for v, name in ((y, "y"), (dx, "dx")))
     for name, value in (("dgamma", dgamma), ("dbeta", dbeta)):
         expect_array(value, name, dtype=x.dtype)
@@ -115,7 +98,7 @@ def judge_grads(learner, x, gamma, beta, eps, dy, which=("dx", "dgamma", "dbeta"
     expected = layernorm_grads(x, np.reshape(gamma, -1), eps, dy)
     mistakes = {
         "dx": gradient_mistakes(x, np.reshape(gamma, -1), eps, dy, DX_FIXES),
-        **parameter_mistakes(x, gamma, eps, dy),
+        **parameter_gradient_mistakes(x, gamma, eps, dy),
     }
     details = [
         expect_close(actual, wanted, name=name, dtype=x.dtype, mistakes=mistakes[name])
@@ -130,24 +113,28 @@ def case(seed, n=6, d=9):
 
 
 # -- the checks ---------------------------------------------------------------------------------
-@checklist.check("worked example 3 (eps=0, dy = ones): dbeta = [2, 2, 2], dgamma = [-2.449490, 0, 2.449490], dx = 0")
-def worked_example_3(learner):
-    x, dy = np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0]]), np.ones((2, 3))
-    _, dx, dgamma, dbeta = grads_of(learner, x, np.ones(3), np.zeros(3), 0.0, dy)
-    mistakes = parameter_mistakes(x, np.ones(3), 0.0, dy)
-    expect_close(dbeta, [2.0, 2.0, 2.0], name="dbeta", dtype=x.dtype, mistakes=mistakes["dbeta"])
-    expect_close(dgamma, [-2.449490, 0.0, 2.449490], name="dgamma", atol=1e-6, mistakes=mistakes["dgamma"])
-    return expect_close(
-        dx, np.zeros_like(x), name="dx", dtype=x.dtype, mistakes=gradient_mistakes(x, np.ones(3), 0.0, dy, DX_FIXES)
-    )
-
-
 @checklist.check("the forward in this file still matches the float64 oracle")
 def forward_still_right(learner):
-    x, gamma, beta, dy = case(11)
-    y, *_ = grads_of(learner, x, gamma, beta, 1e-5, dy)
+    x, gamma, beta, _ = case(11)
+    with error_hints(NUMPY_BROADCAST_HINTS):
+        y, _cache = expect_tuple(learner.call(FORWARD, x, gamma, beta, 1e-5), FORWARD, 2)
+    y = expect_array(y, "y", shape=x.shape, dtype=x.dtype)
     mistakes = forward_mistakes(x, gamma, beta, 1e-5, NUMPY_FIXES)
     return expect_close(y, layernorm(x, gamma, beta, 1e-5), name="y", dtype=x.dtype, mistakes=mistakes)
+
+
+@checklist.check("worked example 3 (eps=0, dy = ones): dbeta = [2, 2, 2], dgamma = [-2.449490, 0, 2.449490], dx = 0")
+def worked_example_3(learner):
+    x, gamma, dy = np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0]]), np.ones(3), np.ones((2, 3))
+    _, dx, dgamma, dbeta = grads_of(learner, x, gamma, np.zeros(3), 0.0, dy)
+    wanted_dx, wanted_dgamma, wanted_dbeta = layernorm_grads(x, gamma, 0.0, dy)  # dgamma unrounded: ±sqrt(6)
+    mistakes = parameter_gradient_mistakes(x, gamma, 0.0, dy)
+    details = [
+        expect_close(dbeta, wanted_dbeta, name="dbeta", dtype=x.dtype, mistakes=mistakes["dbeta"]),
+        expect_close(dgamma, wanted_dgamma, name="dgamma", dtype=x.dtype, mistakes=mistakes["dgamma"]),
+        expect_close(dx, wanted_dx, name="dx", dtype=x.dtype, mistakes=gradient_mistakes(x, gamma, 0.0, dy, DX_FIXES)),
+    ]
+    return "; ".join(f"{name} {detail}" for name, detail in zip(("dbeta", "dgamma", "dx"), details, strict=True))
 
 
 def register_gradient_check(name: str, seed: int, gradient: str) -> None:
@@ -210,7 +197,17 @@ def eps_honoured(learner):
     try:
         return judge_grads(learner, x, gamma, beta, 0.5, dy, which=("dx", "dgamma"))
     except Fail:
-        _, dx, _, _ = grads_of(learner, x, gamma, beta, 0.5, dy)
+        y, dx, _, _ = grads_of(learner, x, gamma, beta, 0.5, dy)
+        try:
+            expect_close(
+                y,
+                layernorm(x, gamma, beta, 0.5),
+                name="y",
+                dtype=x.dtype,
+                mistakes=forward_mistakes(x, gamma, beta, 0.5, NUMPY_FIXES),
+            )
+        except Fail as forward:
+            raise Fail(f"The forward already differs at eps=0.5: {forward}") from None
         if np.allclose(dx, layernorm_grads(x, gamma, 1e-5, dy)[0], atol=1e-6):
             raise Fail(
                 "The backward uses eps=1e-5 whatever the forward was given: cache rstd (or eps) "

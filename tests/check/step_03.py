@@ -1,10 +1,9 @@
 """Step 03 checklist: LayerNorm as a Modular MAX module.
 
-The worked example's twelve lines come first, each verified by running the learner's code; then
-2-D/3-D inputs, the from-scratch composition and the compiled graph (judged in `kit/max_module.py`).
-Every check reuses one feature size and float32: MAX compiles a kernel the first time it meets an op
-(about 12 s each on a small machine), so the eager kernels a LayerNorm meets are compiled together,
-once (`max_side.ready_for_layer_norm`), while a second process compiles the learner's own graph.
+The worked example's twelve lines come first, each verified by running the learner's code; then 2-D/3-D inputs,
+the from-scratch composition and the compiled graph (judged in `kit/max_module.py`). Every check reuses one feature
+size and float32: MAX compiles a kernel the first time it meets an op (about 12 s each on a small machine), so the
+eager kernels a LayerNorm meets are compiled together, once, while a second process compiles the learner's graph.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from tests.check.kit import Checklist, Fail, expect_close, forward_mistakes, lay
 from tests.check.kit.max_module import (
     DIM,
     add_device_and_dtype_options,
+    compile_arguments_honoured,
     compiled_graph_matches,
     dtype_of,
     forward,
@@ -162,14 +162,8 @@ def layer_norm_parameters(learner):
                 f"LayerNorm({DIM}, eps=0.5) passed epsilon={call['epsilon']!r} to F.layer_norm: epsilon looks "
                 "hard-coded. Pass epsilon=self.eps."
             )
-    return expect_close(
-        y,
-        layernorm(x, gamma, beta, 0.5),
-        name="forward",
-        atol=tol(learner, 1e-4),
-        rtol=tol(learner, 1e-4),
-        mistakes=forward_mistakes(x, gamma, beta, 0.5, FIXES),
-    )
+    limit, mistakes = tol(learner, 1e-4), forward_mistakes(x, gamma, beta, 0.5, FIXES)
+    return expect_close(y, layernorm(x, gamma, beta, 0.5), name="forward", atol=limit, rtol=limit, mistakes=mistakes)
 
 
 @checklist.check("All placeholder 'None' values have been replaced", timeout=EAGER_TIMEOUT)
@@ -236,6 +230,11 @@ def two_and_three_d(learner):
 )
 def from_scratch(learner):
     return from_scratch_matches(learner, SCRATCH_FIXES)
+
+
+@checklist.check("compile_layer_norm's TensorType follows batch_dims and dtype (seen at Module.compile)")
+def compile_arguments(learner):
+    return compile_arguments_honoured(learner)
 
 
 @checklist.check(

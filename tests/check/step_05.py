@@ -190,8 +190,8 @@ def gradient_norms(learner):
                     "clear it with stack.zero_grad() before loss.backward(), not after reading the norms."
                 )
             raise Fail(
-                f"The norms change from one call to the next ({describe(first)}, then {describe(second)}): "
-                ".grad accumulates across backward passes. Call stack.zero_grad() before loss.backward()."
+                f"The norms change from one call to the next ({describe(first)}, then {describe(second)}): .grad "
+                "accumulates (call stack.zero_grad() before loss.backward()), or the forward is random (dropout)."
             )
         detail = expect_close(
             np.array(first),

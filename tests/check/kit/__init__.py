@@ -5,7 +5,8 @@ Judge side (plain data in, verdicts out):
 - `layernorm`, `layernorm_grads`: the float64 oracles. `random_case`, `upstream_gradient`: inputs.
 - `expect_array` (NumPy arrays and torch/MAX tensors alike), `expect_tuple`, `expect_close`,
   `relative_error`, `error_hints`: validators whose failures say what is wrong.
-- `forward_mistakes`, `gradient_mistakes`, `Mistake`: the catalogue of classic wrong LayerNorms.
+- `forward_mistakes`, `gradient_mistakes`, `parameter_gradient_mistakes`, `Mistake`: the catalogue of classic
+  wrong LayerNorms.
 - `max_module`: judging a MAX LayerNorm module (step 03): the run's dtype and tolerances, its forward, its graph.
 - `torch_module`: judging a PyTorch LayerNorm module (step 04): PyTorch's fixes, forward, gradients, state_dict.
 - `transformer`: judging step 05's blocks (LayerNorm placement, the residual) and its experiment, and its figure.
@@ -31,7 +32,7 @@ from tests.check.kit.judging import (
     type_name,
     upstream_gradient,
 )
-from tests.check.kit.mistakes import forward_mistakes, gradient_mistakes
+from tests.check.kit.mistakes import forward_mistakes, gradient_mistakes, parameter_gradient_mistakes
 from tests.check.kit.numpy_side import NUMPY_BROADCAST_HINTS, NUMPY_FIXES, expect_vectorised, line_events, numpy_only
 from tests.check.sandbox import LearnerError
 from tests.check.wire import TensorRecord

@@ -259,6 +259,32 @@ def from_scratch_matches(learner, fixes) -> str:
     return f"{details[0]}; {gap:.1e} from forward"
 
 
+def compile_arguments_honoured(learner) -> str:
+    """compile_layer_norm builds its TensorType from batch_dims and dtype: seen where Module.compile is called."""
+    other = "float32" if dtype_of(learner) == "bfloat16" else "bfloat16"
+    cases = [(("batch", "seq"), dtype_of(learner)), (("batch",), other)]
+    found = probe(learner, max_side.compile_input_types, cases, during="calling compile_layer_norm")
+    fix = "build it from the arguments: TensorType(dtype, [*batch_dims, dim], device=layer.device)"
+    for (batch_dims, dtype), types in zip(cases, found, strict=True):
+        call = f"compile_layer_norm({DIM}, batch_dims={batch_dims!r}, dtype=DType.{dtype})"
+        if not types:
+            raise Fail(f"{call} never calls Module.compile: return layer.compile(input_type).")
+        given = types[0]
+        if "dims" not in given:
+            raise Fail(f"{call} compiles for a {given['type']}; pass a TensorType: {fix}.")
+        dims, leading_static = given["dims"], given["static"][:-1]
+        if dims[-1] != str(DIM) or len(dims) != len(batch_dims) + 1 or any(leading_static):
+            what = "fixed sizes" if any(leading_static) else f"{len(dims) - 1} batch dim(s)"
+            raise Fail(
+                f"{call} compiles for inputs shaped {dims} ({what}): the graph must take [{', '.join(batch_dims)}, "
+                f"{DIM}], named (symbolic) batch dims and the feature size last; {fix}."
+            )
+        if given["dtype"] != dtype:
+            raise Fail(f"{call} compiles for {given['dtype']} inputs, not {dtype}: {fix}.")
+    (seq, _), (_, other_dtype) = ([t["dims"], t["dtype"]] for t in (found[0][0], found[1][0]))
+    return f"batch_dims=('batch', 'seq') gives {seq}; dtype=DType.{other} gives {other_dtype} inputs"
+
+
 def compiled_graph_matches(learner) -> str:
     """compile_layer_norm's graph on batch sizes 1, 5 and 32, against the oracle and eager forward."""
     xs = [session(learner, rows(20 + n, n)) for n in (1, 5, 32)]
@@ -270,7 +296,7 @@ def compiled_graph_matches(learner) -> str:
             n = result["batch"]
             raise Fail(
                 f"The compiled graph refused a batch of {n} row{'s' * (n != 1)}: it was compiled for one batch "
-                "size. Compile with a symbolic batch dim, TensorType(DType.float32, ['batch', dim], device=...), "
+                "size. Compile with symbolic batch dims, TensorType(dtype, [*batch_dims, dim], device=layer.device), "
                 f"so one graph serves every batch size. (MAX said: {result['error'][:200]})"
             )
         graph, eager = (

@@ -153,13 +153,64 @@ def _wait_for_background_compile() -> None:
             process.wait()
 
 
-def _compile_layer_norm(module, device, cast):
+def _compile_layer_norm(module, device, cast, **keywords):
     """The learner's compile_layer_norm(DIM, device=...), with dtype=... unless float32, creating on `device`."""
     compile_layer_norm = getattr(module, "compile_layer_norm", None)
     if not callable(compile_layer_norm):
         raise Fail("Your file defines no `compile_layer_norm` function.")
     with creating_on(device, cast):
-        return compile_layer_norm(DIM, device=device, **({} if cast.name == "float32" else {"dtype": cast}))
+        return compile_layer_norm(DIM, device=device, **({} if cast.name == "float32" else {"dtype": cast}), **keywords)
+
+
+class _CompileSeen(Exception):
+    """Raised in place of Module.compile where only the input types it was given are wanted."""
+
+
+@contextmanager
+def watching_compile(stop: bool = False):
+    """The input types each Module.compile call gets, as plain records; with `stop`, nothing is compiled."""
+    from max.experimental.nn import Module
+    from max.graph import StaticDim
+
+    original, seen = Module.compile, []
+
+    def compile(self, *input_types, **kwargs):
+        seen.append(
+            [
+                {"dims": [str(d) for d in t.shape], "static": [isinstance(d, StaticDim) for d in t.shape]}
+                | {"dtype": t.dtype.name.lower()}
+                if hasattr(t, "shape") and hasattr(t, "dtype")
+                else {"type": type(t).__name__}
+                for t in input_types
+            ]
+        )
+        if stop:
+            raise _CompileSeen
+        return original(self, *input_types, **kwargs)
+
+    Module.compile = compile
+    try:
+        yield seen
+    finally:
+        Module.compile = original
+
+
+def compile_input_types(module, device_name, cases, dtype="auto"):
+    """For each (batch_dims, dtype name) in `cases`: the input types compile_layer_norm(DIM, ...) hands
+    Module.compile, which compiles nothing here. Lazily, so that no eager kernel runs (a new dtype would compile
+    one); an empty list when it never calls Module.compile."""
+    from max.experimental import functional as F
+
+    ready_for_layer_norm(module, device_name, dtype)
+    device, found = device_for(device_name), []
+    for batch_dims, dtype_name in cases:
+        with F.lazy(), watching_compile(stop=True) as seen:
+            try:
+                _compile_layer_norm(module, device, dtype_for(device, dtype_name), batch_dims=tuple(batch_dims))
+            except _CompileSeen:
+                pass
+        found.append(seen[0] if seen else [])
+    return found
 
 
 def compile_in_background(path: str, module_name: str, device_name: str, dtype: str) -> None:
@@ -502,6 +553,8 @@ def from_scratch(module, device_name, xs, gamma, beta, eps, dtype="auto"):
 def compiled(module, device_name, xs, dtype="auto"):
     """compile_layer_norm(DIM, device=...) once (with dtype=... unless float32), run on each of `xs`, beside the eager
     module."""
+    from max.experimental.nn import Module
+
     ready_for_layer_norm(module, device_name, dtype)
     key, device = ("compiled", device_name, dtype), device_for(device_name)
     cast = dtype_for(device, dtype)
@@ -511,6 +564,11 @@ def compiled(module, device_name, xs, dtype="auto"):
     graph = MEMO[key]
     if graph is None:
         raise Fail("compile_layer_norm returned None: a placeholder is still there, or a `return` is missing.")
+    if isinstance(graph, Module):
+        raise Fail(
+            f"compile_layer_norm returned the {type(graph).__name__} module itself, which runs eagerly: return what "
+            "Module.compile returns, return layer.compile(input_type)."
+        )
     if not callable(graph):
         raise Fail(f"compile_layer_norm returned a {type(graph).__name__}; return what Module.compile returns.")
     layer, _ = new_layer(module, device_name, dtype)

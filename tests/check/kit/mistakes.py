@@ -6,9 +6,15 @@ language (`fixes`); `expect_close` then names the first catalogued mistake the o
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from tests.check.kit.judging import Mistake, layernorm, layernorm_grads
+
+# Besides the framework's default, the eps constants learners copy from other code (T5, Adam, ...):
+# an eps ignored in favour of one of them is named with the constant it used.
+COMMON_EPS = (1e-6, 1e-8, 1e-3)
 
 FORWARD_MISTAKES = {
     "eps-ignored": (
@@ -18,7 +24,10 @@ FORWARD_MISTAKES = {
     "no-eps": ("eps is not added", lambda s: layernorm(s.x, s.w, s.b, 0.0, s.axes)),
     "no-keepdims": (
         "The statistics lost their row axis: without keepdims=True a (N,) mean is subtracted along columns",
-        lambda s: (s.x - s.mean.T) / np.sqrt(s.var.T + s.eps) * s.w + s.b,
+        (  # the variance of the rows (np.var), or of the wrongly centred x
+            lambda s: (s.x - s.mean.T) / np.sqrt(s.var.T + s.eps) * s.w + s.b,
+            lambda s: (s.x - s.mean.T) / np.sqrt(((s.x - s.mean.T) ** 2).mean(axis=-1) + s.eps) * s.w + s.b,
+        ),
     ),
     "last-dim-only": (
         "Only the last dim is normalised: for normalized_shape={s.w.shape} the mean and variance "
@@ -99,16 +108,20 @@ GRADIENT_MISTAKES = {  # outputs are dx
 }
 
 
+def _eps_text(eps: float) -> str:
+    return f"{eps:.0e}".replace("e-0", "e-")
+
+
 class _Statistics:
     """The row statistics every catalogued mistake is built from (float64)."""
 
     def __init__(self, x, gamma, beta, eps, axes, default_eps=1e-5, dy=None):
         self.x, self.eps, self.axes, self.default_eps = np.asarray(x, np.float64), eps, tuple(axes), default_eps
         self.w, self.b = np.asarray(gamma, np.float64), np.asarray(beta, np.float64)
-        self.default_text = f"{default_eps:.0e}".replace("e-0", "e-")
         self.n_axes, self.count = len(self.axes), int(np.prod([self.x.shape[a] for a in self.axes]))
         self.mean = self.x.mean(axis=self.axes, keepdims=True)
         self.var = ((self.x - self.mean) ** 2).mean(axis=self.axes, keepdims=True)
+        self.default_text = _eps_text(default_eps)
         self.unbiased = self.var * self.count / max(self.count - 1, 1)
         self.rstd, self.urstd = 1 / np.sqrt(self.var + eps), 1 / np.sqrt(self.unbiased + eps)
         self.xhat, self.uxhat = (self.x - self.mean) * self.rstd, (self.x - self.mean) * self.urstd
@@ -116,9 +129,20 @@ class _Statistics:
         self.dy = None if dy is None else np.asarray(dy, np.float64)
         self.g = None if dy is None else self.dy * self.w
 
+    def variants(self, key: str) -> list[_Statistics]:
+        """The statistics each variant of a mistake is built from: one per eps constant for "eps-ignored"."""
+        if key != "eps-ignored":
+            return [self]
+        constants = [self.default_eps, *(c for c in COMMON_EPS if c != self.default_eps)]
+        return [self.with_default_eps(c) for c in constants if c != self.eps]
+
+    def with_default_eps(self, constant: float) -> _Statistics:
+        variant = copy.copy(self)
+        variant.default_eps, variant.default_text = constant, _eps_text(constant)
+        return variant
+
     def applies(self, key: str) -> bool:
         return {
-            "eps-ignored": self.eps != self.default_eps,
             "no-eps": self.eps != 0,
             "no-keepdims": self.x.ndim == 2 and self.x.shape[0] == self.x.shape[1],
             "last-dim-only": self.n_axes > 1,
@@ -133,10 +157,13 @@ class _Statistics:
 def _catalogued(catalogue, stats: _Statistics, fixes: dict[str, str], names=("gamma", "beta")) -> list[Mistake]:
     mistakes = []
     for key, (hint, output) in catalogue.items():
-        if key in fixes and stats.applies(key):
-            text = hint.format(s=stats).replace("gamma", names[0]).replace("beta", names[1])
+        if key not in fixes or not stats.applies(key):
+            continue
+        ways = output if isinstance(output, tuple) else (output,)  # some mistakes can be written several ways
+        for variant in stats.variants(key):
+            text = hint.format(s=variant).replace("gamma", names[0]).replace("beta", names[1])
             text += f": {fixes[key]}" if fixes[key] else ""
-            mistakes.append(Mistake(text, lambda output=output: output(stats)))
+            mistakes.extend(Mistake(text, lambda way=way, variant=variant: way(variant)) for way in ways)
     return mistakes
 
 
@@ -153,3 +180,34 @@ def forward_mistakes(
 def gradient_mistakes(x, gamma, eps, dy, fixes: dict[str, str], *, axes=(-1,)) -> list[Mistake]:
     """dx of the catalogued wrong backwards named in `fixes` (hand-written, or autograd cut short)."""
     return _catalogued(GRADIENT_MISTAKES, _Statistics(x, gamma, 0.0, eps, axes, dy=dy), fixes)
+
+
+def parameter_gradient_mistakes(x, gamma, eps, dy) -> dict[str, list[Mistake]]:
+    """dgamma and dbeta of the classic wrong backwards, each with the hint that names it (NumPy's terms)."""
+    _, dgamma, dbeta = layernorm_grads(x, np.reshape(gamma, -1), eps, dy)
+    swapped = "dgamma and dbeta look swapped: dbeta = sum(dy), dgamma = sum(dy * xhat)"
+    eps_ignored = [
+        Mistake(
+            f"dgamma is the one for eps={constant:g}, not eps={eps:g}: the eps argument is ignored where xhat is "
+            "computed (a constant in the forward, or in a backward that recomputes xhat)",
+            lambda constant=constant: layernorm_grads(x, np.reshape(gamma, -1), constant, dy)[1],
+        )
+        for constant in (1e-5, 1e-6, 1e-8)
+        if constant != eps
+    ]
+    return {
+        "dgamma": [
+            *eps_ignored,
+            Mistake(swapped, lambda: dbeta),
+            Mistake("dgamma has the wrong sign", lambda: -dgamma),
+            Mistake(
+                "dgamma sums dy * x; it must be dy * xhat (the normalised input)",
+                lambda: (np.asarray(dy, np.float64) * x).sum(axis=0),
+            ),
+        ],
+        "dbeta": [
+            Mistake(swapped, lambda: dgamma),
+            Mistake("dbeta has the wrong sign", lambda: -dbeta),
+            Mistake("dbeta is a mean; it is the sum of dy over the batch", lambda: dy.mean(axis=0)),
+        ],
+    }

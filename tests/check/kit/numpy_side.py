@@ -6,7 +6,7 @@ import ast
 import sys
 
 from tests.check.engine import Fail
-from tests.check.kit.judging import expect_array
+from tests.check.kit.judging import PLACEHOLDER, expect_array
 
 NUMPY_FIXES = {  # the catalogued mistakes a NumPy forward can make, and how to fix each in NumPy
     "eps-ignored": "use the `eps` parameter, not a constant",
@@ -19,6 +19,8 @@ NUMPY_FIXES = {  # the catalogued mistakes a NumPy forward can make, and how to 
     "beta-first": "compute gamma * xhat + beta",
     "swapped": "",
     "no-affine": "return gamma * xhat + beta",
+    "no-gamma": "return gamma * xhat + beta",
+    "no-beta": "return gamma * xhat + beta",
     "by-variance": "use np.sqrt(var + eps)",
     "not-centred": "xhat = (x - mean) / sqrt(var + eps)",
     "times-std": "check the rstd line, 1 / np.sqrt(var + eps)",
@@ -78,7 +80,8 @@ def expect_vectorised(probed, function_name) -> str:
     if first is None:  # a TODO is not "vectorised"
         raise Fail(
             f"`{function_name}` returned None as its first value: a placeholder is still there, or a `return` "
-            "is missing."
+            "is missing.",
+            cause=PLACEHOLDER,
         )
     expect_array(first, f"the first value `{function_name}` returns")
     small, large = counts

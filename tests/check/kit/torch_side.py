@@ -39,10 +39,21 @@ def build_layer(module, shape, eps=None, dtype=None, affine=None, **keywords):
             "LayerNorm is not an nn.Module: declare it as class LayerNorm(nn.Module) and call "
             "super().__init__() first in __init__"
         )
+    if isinstance(layer, torch.nn.LayerNorm):
+        raise Fail(
+            "LayerNorm subclasses nn.LayerNorm, whose __init__ builds the parameters for you: subclass nn.Module "
+            "and create weight and bias yourself (this step builds LayerNorm without nn.LayerNorm)"
+        )
     layer = layer if dtype is None else layer.to(getattr(torch, dtype))
     expected = (shape,) if isinstance(shape, int) else tuple(shape)
     for name, value in zip(NAMES, affine or (), strict=False):
         tensor = getattr(layer, name, None)
+        if not hasattr(layer, name):
+            held = ", ".join(n for n, _ in layer.named_parameters()) or "none"
+            raise Fail(
+                f"LayerNorm({shape!r}) has no `{name}` (its parameters: {held}): name the scale `weight` and the "
+                "shift `bias`, as nn.LayerNorm does (state_dict, optimisers and the checks look them up by name)"
+            )
         if tensor is None:
             raise Fail(
                 f"LayerNorm({shape!r}).{name} is None: create it as an nn.Parameter shaped normalized_shape "
@@ -167,8 +178,13 @@ def sgd_step(module):
 
 
 def attributes(module):
+    torch = torch_module()
+
+    def plain(shape):  # a torch.Size is a tuple (it compares equal to one), but would cross the wire as a Foreign
+        return tuple(shape) if isinstance(shape, torch.Size) else shape
+
     found = {
-        label: (getattr(layer, "normalized_shape", "<missing>"), getattr(layer, "eps", "<missing>"))
+        label: (plain(getattr(layer, "normalized_shape", "<missing>")), getattr(layer, "eps", "<missing>"))
         for label, layer in (
             ("512", build_layer(module, 512)),
             ("(3, 4)", build_layer(module, (3, 4))),
@@ -290,11 +306,18 @@ def structure(module):
 
 
 def arrangements(module, kind, seed):
-    """The block's output, and every arrangement of its own ln and ff, on one (3, 5, d_model) input."""
+    """The block's output, and every arrangement of its own ln and ff, on one (3, 5, d_model) input; whether the
+    block wrote into its input; and the gradient of its output with respect to x, the block's and the right one."""
     torch = torch_module()
     block, ln, ff = new_block(module, kind, seed)
     x = torch.randn(3, 5, D_MODEL) * 3 + 1  # far from normalised, so ln(x) and x differ a lot
-    y = block(x.clone())
+    given = x.clone()
+    y = block(given)
+    report = {"y": y, "wrote_into_x": not torch.equal(given, x), "dx": None}
+    if not report["wrote_into_x"] and isinstance(y, torch.Tensor) and y.shape == x.shape:
+        upstream = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+        right = {"pre": lambda v: v + ff(ln(v)), "post": lambda v: ln(v + ff(v))}[kind]
+        report["dx"], report["right_dx"] = (input_gradient(torch, forward, x, upstream) for forward in (block, right))
     with torch.no_grad():
         candidates = {
             "pre": x + ff(ln(x)),
@@ -308,7 +331,17 @@ def arrangements(module, kind, seed):
             "x + ff(x)": x + ff(x),
             "ln(ln(x) + ff(ln(x)))": ln(ln(x) + ff(ln(x))),
         }
-    return {"y": y, "candidates": candidates}
+    return {**report, "candidates": candidates}
+
+
+def input_gradient(torch, forward, x, upstream):
+    """d sum(forward(x) * upstream) / dx; zeros where the output does not depend on x at all."""
+    x = x.clone().requires_grad_(True)
+    y = forward(x)
+    if not y.requires_grad:
+        return torch.zeros_like(x)
+    (dx,) = torch.autograd.grad((y * upstream).sum(), x, allow_unused=True)
+    return torch.zeros_like(x) if dx is None else dx
 
 
 def with_silent_sublayer(module, kind, seed):

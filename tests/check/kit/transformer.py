@@ -12,12 +12,14 @@ import numpy as np
 
 from tests.check.engine import Fail
 from tests.check.kit import torch_side
-from tests.check.kit.judging import Mistake, expect_array, expect_close, type_name
+from tests.check.kit.judging import PLACEHOLDER, Mistake, expect_array, expect_close, type_name
 
 
 def block_output(y, name, shape=None) -> np.ndarray:
     if y is None:
-        raise Fail(f"{name}.forward returned None; it must return a tensor (a `return` is missing?).")
+        raise Fail(
+            f"{name}.forward returned None; it must return a tensor (a `return` is missing?).", cause=PLACEHOLDER
+        )
     return expect_array(y, f"{name}.forward(x)", kind="torch", shape=shape)
 
 
@@ -28,6 +30,11 @@ def judge_placement(learner, kind, placement) -> str:
         result = learner.probe(torch_side.arrangements, kind, seed, during=f"calling {name}.forward")
         found = {key: value.values for key, value in result["candidates"].items()}
         y = block_output(result["y"], name)
+        if result["wrote_into_x"]:
+            raise Fail(
+                f"{name}.forward writes into its input (x += ..., x.add_(...)): the caller's tensor changes, and "
+                f"autograd refuses a backward through it. Return a new tensor: {formula}."
+            )
         if y.shape != found[kind].shape:
             raise Fail(
                 f"{name} turned an input of shape {found[kind].shape} into {y.shape}: a block keeps the shape "
@@ -41,7 +48,14 @@ def judge_placement(learner, kind, placement) -> str:
             rtol=1e-5,
             mistakes=[Mistake(hint, lambda key=key, found=found: found[key]) for key, hint in mistakes.items()],
         )
-    return f"{formula}: {detail}"
+        dx, right_dx = (expect_array(result[key], f"d{name}(x)/dx", kind="torch") for key in ("dx", "right_dx"))
+        if not np.allclose(dx, right_dx, atol=1e-5, rtol=1e-4):
+            raise Fail(
+                f"{name}'s output is right but its gradient with respect to x is not (max error "
+                f"{np.max(np.abs(dx - right_dx)):.2g}): a .detach(), .data or torch.no_grad() cuts the path from x to "
+                f"the output, so the blocks below would learn from a wrong gradient. Keep {formula} differentiable."
+            )
+    return f"{formula}: {detail}; its gradient too"
 
 
 def norms_list(value, what: str, length: int) -> list[float]:

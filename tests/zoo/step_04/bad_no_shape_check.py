@@ -1,4 +1,4 @@
-"""EXPECT: shape mismatch :: which shapes disagree
+"""EXPECT: shape mismatch :: does not name both shapes
 
 No shape check: broadcasting produces a vague error, or none.
 """

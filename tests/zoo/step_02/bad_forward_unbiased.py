@@ -1,0 +1,19 @@
+"""EXPECT: the forward in this file :: unbiased
+
+The forward, rewritten to cache what the backward needs, now divides the variance by D-1."""
+
+import numpy as np
+
+
+def layernorm_forward(x, gamma, beta, eps=1e-5):
+    mean = x.mean(-1, keepdims=True)
+    rstd = 1.0 / np.sqrt(x.var(-1, ddof=1, keepdims=True) + eps)
+    xhat = (x - mean) * rstd
+    return xhat * gamma.ravel() + beta.ravel(), (xhat, rstd, gamma)
+
+
+def layernorm_backward(dy, cache):
+    xhat, rstd, gamma = cache
+    g = dy * gamma.ravel()
+    dx = rstd * (g - g.mean(-1, keepdims=True) - xhat * (g * xhat).mean(-1, keepdims=True))
+    return dx, (dy * xhat).sum(0), dy.sum(0)
