@@ -226,11 +226,19 @@ def test_grading_several_files_gives_one_json_line_each_and_fails_if_any_fails(t
     assert [Path(r["file"]).name for r in reports] == ["good.py", "bad.py"]
 
 
+def test_a_folder_given_as_the_file_means_its_file_named_like_the_skeleton(tmp_path):
+    (tmp_path / "step_01.py").write_text("import numpy as np\n" + CORRECT_FORWARD)
+    result = run_checker("01", "--file", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert Path(json.loads(result.stdout)["file"]).name == "step_01.py"
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["99"], "no step 99"),
         (["01", "--file", "no/such/file.py"], "does not exist"),
+        (["01", "--file", "docs"], "is a folder without step_01.py"),
         (["01", "--solution", "--file", "x.py"], "not allowed with argument"),
         (["one"], "expected a step number"),
     ],

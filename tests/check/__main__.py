@@ -87,10 +87,24 @@ def parse_check_arguments(argv: list[str]):
     return checklist, check_parser(checklist.add_arguments).parse_args(argv)
 
 
+def learner_path(checklist, path: Path) -> Path:
+    """A folder stands for its file named like the step's skeleton (step 06's folder: its step_06.py)."""
+    inside = path / Path(checklist.skeleton).name
+    return inside if path.is_dir() and inside.is_file() else path
+
+
 def check(argv: list[str]) -> int:
     checklist, options = parse_check_arguments(argv)
     paths = options.file or [REPO_ROOT / (checklist.solution if options.solution else checklist.skeleton)]
+    paths = [learner_path(checklist, path) for path in paths]
     for path in paths:
+        if path.is_dir():
+            print(
+                f"error: {path} is a folder without {Path(checklist.skeleton).name}: give the file with the "
+                f"interface of step {options.step}",
+                file=sys.stderr,
+            )
+            return USAGE_ERROR
         if not path.exists():
             print(
                 f"error: {path} does not exist (expected a file with the interface of step {options.step})",
