@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.check import wire
-from tests.check.kit import layernorm, layernorm_grads
+from tests.check.kit import NUMPY_FIXES, Fail, expect_close, forward_mistakes, layernorm, layernorm_grads, random_case
 
 shapes = st.tuples(st.integers(1, 4), st.integers(2, 6), st.integers(2, 5))
 
@@ -84,3 +84,25 @@ def test_objects_become_named_markers_and_forbidden_pickles_are_refused():
     assert "Tensorish" in marker[0].type_name
     with pytest.raises(pickle.UnpicklingError):
         wire.loads_plain(pickle.dumps(print))
+
+
+@pytest.mark.parametrize(
+    "dtype, used_eps, named",
+    [
+        ("float64", 1e-6, "the one for eps=1e-6"),  # float64 tells a copied constant from no eps at all
+        ("float64", 0.0, "eps is not added"),
+        ("float32", 0.0, "eps is not added"),  # in float32, 1e-6 or 1e-8 would be indistinguishable from none
+        ("float32", 1e-3, "the one for eps=0.001"),
+    ],
+)
+def test_a_wrong_eps_is_named_with_the_constant_used_where_the_dtype_can_tell(dtype, used_eps, named):
+    x, gamma, beta = random_case(3, (6, 40), dtype=dtype)
+    wrong = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + used_eps) * gamma + beta
+    with pytest.raises(Fail, match=named):
+        expect_close(
+            wrong.astype(dtype),
+            layernorm(x, gamma, beta, 10.0),
+            name="y",
+            dtype=dtype,
+            mistakes=forward_mistakes(x, gamma, beta, 10.0, NUMPY_FIXES),
+        )

@@ -42,6 +42,7 @@ FIXES = {  # the catalogued mistakes of a module around F.layer_norm, and how to
 }
 SCRATCH_FIXES = {  # ... and of a composition of MAX primitives
     "eps-ignored": "use the `eps` argument, not a constant",
+    "no-eps": "use F.rsqrt(var + eps)",
     "unbiased": "F.mean((x - mean) * (x - mean), axis=-1) divides by dim",
     "eps-outside": "use F.rsqrt(var + eps), not 1 / (F.sqrt(var) + eps)",
     "batch-axis": "take the mean and variance over the last axis (axis=-1, the features), not axis=0",

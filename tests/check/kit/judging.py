@@ -55,8 +55,6 @@ def upstream_gradient(seed: int, shape, dtype="float64") -> np.ndarray:
 
 
 # -- what the learner returned ----------------------------------------------------------------
-# One cause for every "returned None": the checks it fails are reported once, under the first
-PLACEHOLDER = "a function still returns None"
 KINDS = {"numpy": "a NumPy array", "torch": "a torch.Tensor", "max": "a max.experimental.tensor.Tensor"}
 
 
@@ -68,7 +66,10 @@ def type_name(value) -> str:
 def expect_array(value, name: str, *, kind="numpy", shape=None, dtype=None, shape_hint="") -> np.ndarray:
     """The values of `value`, which must be a finite array or tensor of `kind` (and `shape`, `dtype`)."""
     if value is None:
-        raise Fail(f"`{name}` is None: a placeholder is still there, or a `return` is missing.", cause=PLACEHOLDER)
+        # the cause (`name` is None) groups the checks one placeholder fails: the report shows it once
+        raise Fail(
+            f"`{name}` is None: a placeholder is still there, or a `return` is missing.", cause=f"`{name}` is None"
+        )
     got = value.framework if isinstance(value, TensorRecord) else "numpy" if isinstance(value, np.ndarray) else None
     if got != kind:
         plain = not isinstance(value, (Foreign, TensorRecord, np.ndarray))
@@ -98,7 +99,8 @@ def expect_array(value, name: str, *, kind="numpy", shape=None, dtype=None, shap
 
 def expect_tuple(value, name: str, length: int) -> tuple:
     if value is None:
-        raise Fail(f"{name} returned None: a placeholder is still there, or a `return` is missing.", cause=PLACEHOLDER)
+        message = f"{name} returned None: a placeholder is still there, or a `return` is missing."
+        raise Fail(message, cause=f"{name} returned None")
     if not isinstance(value, (tuple, list)) or len(value) != length:
         raise Fail(f"{name} must return a tuple of {length} values; it returned {_brief(value)}.")
     return tuple(value)

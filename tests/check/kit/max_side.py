@@ -162,8 +162,9 @@ def _compile_layer_norm(module, device, cast, **keywords):
         return compile_layer_norm(DIM, device=device, **({} if cast.name == "float32" else {"dtype": cast}), **keywords)
 
 
-class _CompileSeen(Exception):
-    """Raised in place of Module.compile where only the input types it was given are wanted."""
+class _CompileSeen(BaseException):
+    """Raised in place of Module.compile where only the input types it was given are wanted (a BaseException:
+    a learner's `except Exception` around the compile must not turn it into their own error)."""
 
 
 @contextmanager

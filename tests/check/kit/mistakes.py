@@ -10,7 +10,7 @@ import copy
 
 import numpy as np
 
-from tests.check.kit.judging import Mistake, layernorm, layernorm_grads
+from tests.check.kit.judging import PRECISION, Mistake, layernorm, layernorm_grads
 
 # Besides the framework's default, the eps constants learners copy from other code (T5, Adam, ...):
 # an eps ignored in favour of one of them is named with the constant it used.
@@ -109,13 +109,14 @@ GRADIENT_MISTAKES = {  # outputs are dx
 
 
 def _eps_text(eps: float) -> str:
-    return f"{eps:.0e}".replace("e-0", "e-")
+    return f"{eps:g}".replace("e-0", "e-")
 
 
 class _Statistics:
     """The row statistics every catalogued mistake is built from (float64)."""
 
     def __init__(self, x, gamma, beta, eps, axes, default_eps=1e-5, dy=None):
+        self.precision = PRECISION.get(np.asarray(x).dtype.name, PRECISION["float32"])
         self.x, self.eps, self.axes, self.default_eps = np.asarray(x, np.float64), eps, tuple(axes), default_eps
         self.w, self.b = np.asarray(gamma, np.float64), np.asarray(beta, np.float64)
         self.n_axes, self.count = len(self.axes), int(np.prod([self.x.shape[a] for a in self.axes]))
@@ -133,8 +134,11 @@ class _Statistics:
         """The statistics each variant of a mistake is built from: one per eps constant for "eps-ignored"."""
         if key != "eps-ignored":
             return [self]
-        constants = [self.default_eps, *(c for c in COMMON_EPS if c != self.default_eps)]
-        return [self.with_default_eps(c) for c in constants if c != self.eps]
+        # a constant is worth naming where its result stands out from no eps at all at the input's precision
+        # (eps over twice the variance is the relative change it makes); below that, "eps is not added" says it
+        smallest = float(np.min(self.var, initial=np.inf))
+        seen = [c for c in COMMON_EPS if c != self.default_eps and c > 20 * self.precision * smallest]
+        return [self.with_default_eps(c) for c in (self.default_eps, *seen) if c != self.eps]
 
     def with_default_eps(self, constant: float) -> _Statistics:
         variant = copy.copy(self)
@@ -188,8 +192,8 @@ def parameter_gradient_mistakes(x, gamma, eps, dy) -> dict[str, list[Mistake]]:
     swapped = "dgamma and dbeta look swapped: dbeta = sum(dy), dgamma = sum(dy * xhat)"
     eps_ignored = [
         Mistake(
-            f"dgamma is the one for eps={constant:g}, not eps={eps:g}: the eps argument is ignored where xhat is "
-            "computed (a constant in the forward, or in a backward that recomputes xhat)",
+            f"dgamma is the one for eps={_eps_text(constant)}, not eps={_eps_text(eps)}: the eps argument is ignored "
+            "where xhat is computed (a constant in the forward, or in a backward that recomputes xhat)",
             lambda constant=constant: layernorm_grads(x, np.reshape(gamma, -1), constant, dy)[1],
         )
         for constant in (1e-5, 1e-6, 1e-8)

@@ -6,7 +6,7 @@ import ast
 import sys
 
 from tests.check.engine import Fail
-from tests.check.kit.judging import PLACEHOLDER, expect_array
+from tests.check.kit.judging import expect_array
 
 NUMPY_FIXES = {  # the catalogued mistakes a NumPy forward can make, and how to fix each in NumPy
     "eps-ignored": "use the `eps` parameter, not a constant",
@@ -81,7 +81,7 @@ def expect_vectorised(probed, function_name) -> str:
         raise Fail(
             f"`{function_name}` returned None as its first value: a placeholder is still there, or a `return` "
             "is missing.",
-            cause=PLACEHOLDER,
+            cause=f"{function_name} returned None",
         )
     expect_array(first, f"the first value `{function_name}` returns")
     small, large = counts

@@ -12,13 +12,14 @@ import numpy as np
 
 from tests.check.engine import Fail
 from tests.check.kit import torch_side
-from tests.check.kit.judging import PLACEHOLDER, Mistake, expect_array, expect_close, type_name
+from tests.check.kit.judging import Mistake, expect_array, expect_close, type_name
 
 
 def block_output(y, name, shape=None) -> np.ndarray:
     if y is None:
         raise Fail(
-            f"{name}.forward returned None; it must return a tensor (a `return` is missing?).", cause=PLACEHOLDER
+            f"{name}.forward returned None; it must return a tensor (a `return` is missing?).",
+            cause=f"{name}.forward returned None",
         )
     return expect_array(y, f"{name}.forward(x)", kind="torch", shape=shape)
 
