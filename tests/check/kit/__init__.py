@@ -4,7 +4,7 @@ Judge side (plain data in, verdicts out):
 - `Checklist`, `Fail`: declare checks; a `Fail` is the ❌ and its hint (`blocks=` stops later checks).
 - `layernorm`, `layernorm_grads`: the float64 oracles. `random_case`, `upstream_gradient`: inputs.
 - `expect_array` (NumPy arrays and torch/MAX tensors alike), `expect_tuple`, `expect_close`,
-  `relative_error`, `error_hints`: validators whose failures say what is wrong.
+  `relative_error`, `error_hints`, `judge_large_mean`: validators whose failures say what is wrong.
 - `forward_mistakes`, `gradient_mistakes`, `parameter_gradient_mistakes`, `Mistake`: the catalogue of classic
   wrong LayerNorms.
 - `max_module`: judging a MAX LayerNorm module (step 03): the run's dtype and tolerances, its forward, its graph.
@@ -23,6 +23,7 @@ from tests.check.kit.judging import (
     expect_array,
     expect_close,
     expect_tuple,
+    judge_large_mean,
     layernorm,
     layernorm_grads,
     random_case,
@@ -33,6 +34,13 @@ from tests.check.kit.judging import (
     upstream_gradient,
 )
 from tests.check.kit.mistakes import forward_mistakes, gradient_mistakes, parameter_gradient_mistakes
-from tests.check.kit.numpy_side import NUMPY_BROADCAST_HINTS, NUMPY_FIXES, expect_vectorised, line_events, numpy_only
+from tests.check.kit.numpy_side import (
+    NUMPY_BROADCAST_HINTS,
+    NUMPY_FIXES,
+    expect_vectorised,
+    forward_value,
+    line_events,
+    numpy_only,
+)
 from tests.check.sandbox import LearnerError
 from tests.check.wire import TensorRecord

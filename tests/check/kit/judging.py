@@ -188,6 +188,25 @@ def expect_close(actual, expected, *, name: str, dtype=None, atol=None, rtol=Non
     )
 
 
+def judge_large_mean(y, x, gamma, beta, *, limit: float, fix: str, name: str = "y", **expected) -> str:
+    """The output on float32 rows around 1e4 with unit spread (`x`): NaN there, or an error over `limit`, is
+    E[x²] - E[x]² cancelling. The caller has judged the same rows centred at 0, where any other mistake shows."""
+    values = y.values if isinstance(y, TensorRecord) else y
+    if isinstance(values, np.ndarray) and values.shape == x.shape and np.issubdtype(values.dtype, np.floating):
+        if not np.all(np.isfinite(values)):  # before expect_array's own NaN check, which cannot say why
+            raise Fail(
+                f"`{name}` is NaN on rows around 1e4 (a negative variance): E[x²] - E[x]² cancels catastrophically "
+                f"in float32. {fix}"
+            )
+    values = expect_array(y, name, shape=x.shape, **expected)
+    error = float(np.max(np.abs(values.astype(np.float64) - layernorm(x, gamma, beta, 1e-5))))
+    if error > limit:
+        raise Fail(
+            f"Max error {error:.2g} on rows around 1e4: E[x²] - E[x]² cancels catastrophically in float32. {fix}"
+        )
+    return f"max error {error:.1e}"
+
+
 def relative_error(a, b) -> float:
     """CS231n's relative error: max |a-b| / max(|a|+|b|, 1e-8), elementwise."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)

@@ -168,8 +168,8 @@ class _CompileSeen(BaseException):
 
 
 @contextmanager
-def watching_compile(stop: bool = False):
-    """The input types each Module.compile call gets, as plain records; with `stop`, nothing is compiled."""
+def stopping_compile():
+    """Module.compile records the input types it gets, as plain records, and stops there: nothing is compiled."""
     from max.experimental.nn import Module
     from max.graph import StaticDim
 
@@ -185,9 +185,7 @@ def watching_compile(stop: bool = False):
                 for t in input_types
             ]
         )
-        if stop:
-            raise _CompileSeen
-        return original(self, *input_types, **kwargs)
+        raise _CompileSeen
 
     Module.compile = compile
     try:
@@ -205,7 +203,7 @@ def compile_input_types(module, device_name, cases, dtype="auto"):
     ready_for_layer_norm(module, device_name, dtype)
     device, found = device_for(device_name), []
     for batch_dims, dtype_name in cases:
-        with F.lazy(), watching_compile(stop=True) as seen:
+        with F.lazy(), stopping_compile() as seen:
             try:
                 _compile_layer_norm(module, device, dtype_for(device, dtype_name), batch_dims=tuple(batch_dims))
             except _CompileSeen:

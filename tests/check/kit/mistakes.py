@@ -196,7 +196,7 @@ def parameter_gradient_mistakes(x, gamma, eps, dy) -> dict[str, list[Mistake]]:
             "where xhat is computed (a constant in the forward, or in a backward that recomputes xhat)",
             lambda constant=constant: layernorm_grads(x, np.reshape(gamma, -1), constant, dy)[1],
         )
-        for constant in (1e-5, 1e-6, 1e-8)
+        for constant in (1e-5, *COMMON_EPS)
         if constant != eps
     ]
     return {

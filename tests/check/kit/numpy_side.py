@@ -6,7 +6,7 @@ import ast
 import sys
 
 from tests.check.engine import Fail
-from tests.check.kit.judging import expect_array
+from tests.check.kit.judging import error_hints, expect_array, expect_tuple
 
 NUMPY_FIXES = {  # the catalogued mistakes a NumPy forward can make, and how to fix each in NumPy
     "eps-ignored": "use the `eps` parameter, not a constant",
@@ -29,6 +29,15 @@ NUMPY_BROADCAST_HINTS = {
     "could not be broadcast": "Shapes do not broadcast: keep the mean and variance (N, 1) with keepdims=True, "
     "and gamma/beta (D,) or (1, D)",
 }
+
+
+def forward_value(learner, x, gamma, beta, *args, **kwargs):
+    """y from the learner's layernorm_forward(x, gamma, beta, ...), unjudged; NumPy's broadcasting errors named."""
+    with error_hints(NUMPY_BROADCAST_HINTS):
+        y, _cache = expect_tuple(
+            learner.call("layernorm_forward", x, gamma, beta, *args, **kwargs), "layernorm_forward", 2
+        )
+    return y
 
 
 def imported_modules(source: str) -> set[str]:
