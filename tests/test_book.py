@@ -1,5 +1,6 @@
-"""The book: it builds without warnings, every include, link and image resolves, and no page drifts
-from the code (solution code is included, hints quoted from the checklists, seed numbers computed)."""
+"""The book: it builds without warnings, every include, link and image resolves, no page drifts
+from the code (solution code is included, hints quoted from the checklists, seed numbers computed),
+and every step page has the same frame."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 
 from docs import build as book_build
 from docs import preprocess
+from tests.check import blocks
 from tests.check.engine import REPO_ROOT, available_steps, load_checklist
 
 SOURCE = REPO_ROOT / "docs" / "src"
@@ -216,10 +218,12 @@ def test_quoted_hints_are_the_checkers_words(step):
 def test_generated_check_lists_match_the_checker(built):
     """{{#checklist NN}} lists the checks the engine runs, in its order."""
     _, destination = built
-    for step in ("01", "02"):
-        page = (destination / f"step_{step}.html").read_text(encoding="utf-8")
+    for step, language in STEP_PAGES:
+        page = (destination / language / f"step_{step}.html").read_text(encoding="utf-8")
+        for smart, plain in (("‘", "'"), ("’", "'"), ("“", '"'), ("”", '"'), ("…", "...")):
+            page = page.replace(smart, plain)  # undo mdBook's smart punctuation
         for check in load_checklist(step).checks:
-            assert html.escape(check.name, quote=False).replace("'", "’") in page, (step, check.name)
+            assert html.escape(check.name, quote=False) in page, (language, step, check.name)
 
 
 def _solution(name):
@@ -314,3 +318,88 @@ def test_preprocessor_reports_a_formula_it_cannot_draw():
     with pytest.raises(preprocess.PageError, match="mathtext cannot draw"):
         preprocess.render_display_math("$$\n\\frac{1}{\n$$")
     assert "$$" in preprocess.render_display_math("```text\n$$ not maths in code $$\n```")
+
+
+# -- every step page has the same frame ------------------------------------------------------------
+# language folder -> the header's three labels, and the word that opens the page's last line
+FRAME = {
+    "": (("Edit", "Check", "Reference"), "Next"),
+    "vi": (("Sửa", "Kiểm tra", "Lời giải tham khảo"), "Tiếp theo"),
+}
+STEP_PAGES = [
+    (step, language)
+    for step in available_steps()
+    for language in FRAME
+    if language == "" or (SOURCE / language / f"step_{step}.md").exists()
+]
+STEP_PAGE_IDS = [f"{language}/{step}".lstrip("/") for step, language in STEP_PAGES]
+
+
+def step_page(step: str, language: str) -> Path:
+    return SOURCE / language / f"step_{step}.md"
+
+
+def step_folders(step: str) -> tuple[Path, Path]:
+    """(skeleton, solution): the step's files, or its folders for a step that is a folder."""
+    checklist = load_checklist(step)
+    skeleton, solution = REPO_ROOT / checklist.skeleton, REPO_ROOT / checklist.solution
+    if solution.parent.name.startswith("solution_"):
+        return skeleton.parent, solution.parent
+    return skeleton, solution
+
+
+def learner_files(step: str) -> set[str]:
+    """The files of the step that hold TODO blocks: what the learner edits."""
+    skeleton, solution = step_folders(step)
+    return {
+        mine.relative_to(REPO_ROOT).as_posix()
+        for mine, _ in blocks.file_pairs(skeleton, solution)
+        if blocks.blocks(mine.read_text(encoding="utf-8"))
+    }
+
+
+@pytest.mark.parametrize(("step", "language"), STEP_PAGES, ids=STEP_PAGE_IDS)
+def test_step_page_opens_with_edit_check_reference(step, language):
+    (edit, check, reference), _ = FRAME[language]
+    page = step_page(step, language)
+    intro = page.read_text(encoding="utf-8").split("\n## ", 1)[0]  # before the first section
+    fields = dict(re.findall(r"^- ([^:\n]+): (.+)$", intro, re.MULTILINE))
+    missing = [label for label in (edit, check, reference) if label not in fields]
+    assert not missing, f"{page.relative_to(SOURCE)} opens without the lines {missing} (see step_01.md)"
+    assert set(re.findall(r"`([^`]+)`", fields[edit])) == learner_files(step), fields[edit]
+    assert f"`make s{step}`" in fields[check], fields[check]
+    _, solution = step_folders(step)
+    named = re.findall(r"`([^`]+)`", fields[reference])
+    assert named and (REPO_ROOT / named[0]).resolve() == solution, fields[reference]
+
+
+@pytest.mark.parametrize(("step", "language"), STEP_PAGES, ids=STEP_PAGE_IDS)
+def test_step_page_lists_its_checks_and_ends_with_next(step, language):
+    _, next_word = FRAME[language]
+    page = step_page(step, language)
+    text = page.read_text(encoding="utf-8")
+    assert re.findall(r"\{\{#checklist\s+(\d\d)\s*\}\}", text) == [step], f"{page.relative_to(SOURCE)}: checklist"
+    last = " ".join(re.split(r"\n\s*\n", text.strip())[-1].split())  # the last paragraph
+    link = re.match(rf"{next_word}: .*?\[[^\]]+\]\(([^)#\s]+)(#[^)]*)?\)", last)
+    assert link, f"{page.relative_to(SOURCE)} does not end with '{next_word}: [...](page.md)': {last!r}"
+    target = (page.parent / link.group(1)).resolve()
+    assert target.is_file(), f"{page.relative_to(SOURCE)}: {link.group(1)} does not exist"
+    summary = (SOURCE / "SUMMARY.md").read_text(encoding="utf-8")
+    assert target.relative_to(SOURCE).as_posix() in book_build.planned_pages(summary), target
+    steps = available_steps()
+    if step != steps[-1]:
+        assert target == step_page(steps[steps.index(step) + 1], language).resolve(), link.group(1)
+
+
+def test_commands_on_the_pages_run_from_a_fresh_clone():
+    """A command is `make …` or `.venv/bin/python …`: a bare `python` is not the venv's outside it."""
+    bare = []
+    for page in markdown_pages():
+        for _, _, info, body in FENCE.findall(page.read_text(encoding="utf-8")):
+            if info.strip() in ("", "sh", "bash", "shell", "console", "text"):
+                bare += [
+                    f"{page.relative_to(SOURCE)}: {line.strip()}"
+                    for line in body.splitlines()
+                    if re.match(r"\s*\$?\s*(python3?|pip3?|pytest)\s", line)
+                ]
+    assert not bare, bare
