@@ -1,6 +1,6 @@
 """The book: it builds without warnings, every include, link and image resolves, no page drifts
 from the code (solution code is included, hints quoted from the checklists, seed numbers computed),
-and every step page has the same frame."""
+every step page has the same frame, and no step page shows a TODO block's solution outside a fold."""
 
 from __future__ import annotations
 
@@ -403,3 +403,91 @@ def test_commands_on_the_pages_run_from_a_fresh_clone():
                     if re.match(r"\s*\$?\s*(python3?|pip3?|pytest)\s", line)
                 ]
     assert not bare, bare
+
+
+# -- the pages teach without giving the answer ------------------------------------------------------
+def todo_answers() -> dict[str, set[str]]:
+    """Each line that a TODO block's solution adds, stripped -> the blocks it fills ("file:name").
+
+    Lines that a skeleton already shows (given code, in any step) and lines too short to say
+    anything (`col += 1`, `)`) do not count."""
+    pairs = [pair for step in available_steps() for pair in blocks.file_pairs(*step_folders(step))]
+    given = {line.strip() for mine, _ in pairs for line in mine.read_text(encoding="utf-8").splitlines()}
+    answers: dict[str, set[str]] = {}
+    for mine, reference in pairs:
+        skeleton = mine.read_text(encoding="utf-8")
+        solved = blocks.blocks(reference.read_text(encoding="utf-8"), blocks.SOLUTION)
+        for name in blocks.blocks(skeleton):
+            for line in solved[name]:
+                line = line.strip()
+                if len(line) >= 12 and not line.startswith("#") and line not in given:
+                    answers.setdefault(line, set()).add(f"{reference.relative_to(REPO_ROOT)}:{name}")
+    return answers
+
+
+class _UnfoldedCode(HTMLParser):
+    """The text of every <pre> block outside <details>."""
+
+    def __init__(self):
+        super().__init__()
+        self.folds, self.pre, self.blocks = 0, None, []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "details":
+            self.folds += 1
+        elif tag == "pre" and not self.folds:
+            self.pre = []
+
+    def handle_endtag(self, tag):
+        if tag == "details":
+            self.folds -= 1
+        elif tag == "pre" and self.pre is not None:
+            self.blocks.append("".join(self.pre))
+            self.pre = None
+
+    def handle_data(self, data):
+        if self.pre is not None:
+            self.pre.append(data)
+
+
+def unfolded_answers(page_html: str, answers: dict[str, set[str]]) -> list[tuple[str, set[str]]]:
+    """(first answer line, the TODO blocks it fills) for each code block outside <details> that shows one."""
+    parser = _UnfoldedCode()
+    parser.feed(page_html)
+    found = []
+    for block in parser.blocks:
+        shown = [line.strip() for line in block.splitlines() if line.strip() in answers]
+        if shown:
+            found.append((shown[0], set().union(*(answers[line] for line in shown))))
+    return found
+
+
+def test_every_todo_block_has_answer_lines_to_look_for():
+    """Guards the fold check below from passing because it looks for nothing."""
+    filled = set().union(*todo_answers().values())
+    for step in available_steps():
+        for mine, reference in blocks.file_pairs(*step_folders(step)):
+            for name in blocks.blocks(mine.read_text(encoding="utf-8")):
+                assert f"{reference.relative_to(REPO_ROOT)}:{name}" in filled, (reference, name)
+
+
+def test_the_fold_check_sees_an_answer_outside_details_only():
+    answers = todo_answers()
+    line = max(answers, key=len)
+    code = f'<pre><code class="language-mojo">    {html.escape(line)}\n</code></pre>'
+    assert unfolded_answers(f"<p>Step</p>{code}", answers) == [(line, answers[line])]
+    assert unfolded_answers(f"<details><summary>Show</summary>\n{code}\n</details>{code}", answers)
+    assert unfolded_answers(f"<details><summary>Show</summary><div>{code}</div></details>", answers) == []
+
+
+def test_no_todo_blocks_solution_is_shown_unfolded(built):
+    """Solution code that fills a learner's TODO block sits inside a <details> fold on every step page."""
+    _, destination = built
+    answers = todo_answers()
+    shown = [
+        f"{page}: {sorted(filled)} shown outside <details>, e.g. {line!r}"
+        for step, language in STEP_PAGES
+        for page in [Path(language, f"step_{step}.html").as_posix()]
+        for line, filled in unfolded_answers((destination / page).read_text(encoding="utf-8"), answers)
+    ]
+    assert not shown, "\n".join(shown)
