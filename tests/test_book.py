@@ -1,5 +1,6 @@
-"""The book: it builds without warnings, every include, link and image resolves, and no page drifts
-from the code (solution code is included, hints quoted from the checklists, seed numbers computed)."""
+"""The book: it builds without warnings, every include, link and image resolves, no page drifts
+from the code (solution code is included, hints quoted from the checklists, seed numbers computed),
+every step page has the same frame, and no step page shows a TODO block's solution outside a fold."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 
 from docs import build as book_build
 from docs import preprocess
+from tests.check import blocks
 from tests.check.engine import REPO_ROOT, available_steps, load_checklist
 
 SOURCE = REPO_ROOT / "docs" / "src"
@@ -216,10 +218,12 @@ def test_quoted_hints_are_the_checkers_words(step):
 def test_generated_check_lists_match_the_checker(built):
     """{{#checklist NN}} lists the checks the engine runs, in its order."""
     _, destination = built
-    for step in ("01", "02"):
-        page = (destination / f"step_{step}.html").read_text(encoding="utf-8")
+    for step, language in STEP_PAGES:
+        page = (destination / language / f"step_{step}.html").read_text(encoding="utf-8")
+        for smart, plain in (("‘", "'"), ("’", "'"), ("“", '"'), ("”", '"'), ("…", "...")):
+            page = page.replace(smart, plain)  # undo mdBook's smart punctuation
         for check in load_checklist(step).checks:
-            assert html.escape(check.name, quote=False).replace("'", "’") in page, (step, check.name)
+            assert html.escape(check.name, quote=False) in page, (language, step, check.name)
 
 
 def _solution(name):
@@ -314,3 +318,176 @@ def test_preprocessor_reports_a_formula_it_cannot_draw():
     with pytest.raises(preprocess.PageError, match="mathtext cannot draw"):
         preprocess.render_display_math("$$\n\\frac{1}{\n$$")
     assert "$$" in preprocess.render_display_math("```text\n$$ not maths in code $$\n```")
+
+
+# -- every step page has the same frame ------------------------------------------------------------
+# language folder -> the header's three labels, and the word that opens the page's last line
+FRAME = {
+    "": (("Edit", "Check", "Reference"), "Next"),
+    "vi": (("Sửa", "Kiểm tra", "Lời giải tham khảo"), "Tiếp theo"),
+}
+STEP_PAGES = [
+    (step, language)
+    for step in available_steps()
+    for language in FRAME
+    if language == "" or (SOURCE / language / f"step_{step}.md").exists()
+]
+STEP_PAGE_IDS = [f"{language}/{step}".lstrip("/") for step, language in STEP_PAGES]
+
+
+def step_page(step: str, language: str) -> Path:
+    return SOURCE / language / f"step_{step}.md"
+
+
+def step_folders(step: str) -> tuple[Path, Path]:
+    """(skeleton, solution): the step's files, or its folders for a step that is a folder."""
+    checklist = load_checklist(step)
+    skeleton, solution = REPO_ROOT / checklist.skeleton, REPO_ROOT / checklist.solution
+    if solution.parent.name.startswith("solution_"):
+        return skeleton.parent, solution.parent
+    return skeleton, solution
+
+
+def learner_files(step: str) -> set[str]:
+    """The files of the step that hold TODO blocks: what the learner edits."""
+    skeleton, solution = step_folders(step)
+    return {
+        mine.relative_to(REPO_ROOT).as_posix()
+        for mine, _ in blocks.file_pairs(skeleton, solution)
+        if blocks.blocks(mine.read_text(encoding="utf-8"))
+    }
+
+
+@pytest.mark.parametrize(("step", "language"), STEP_PAGES, ids=STEP_PAGE_IDS)
+def test_step_page_opens_with_edit_check_reference(step, language):
+    (edit, check, reference), _ = FRAME[language]
+    page = step_page(step, language)
+    intro = page.read_text(encoding="utf-8").split("\n## ", 1)[0]  # before the first section
+    fields = dict(re.findall(r"^- ([^:\n]+): (.+)$", intro, re.MULTILINE))
+    missing = [label for label in (edit, check, reference) if label not in fields]
+    assert not missing, f"{page.relative_to(SOURCE)} opens without the lines {missing} (see step_01.md)"
+    assert set(re.findall(r"`([^`]+)`", fields[edit])) == learner_files(step), fields[edit]
+    assert f"`make s{step}`" in fields[check], fields[check]
+    _, solution = step_folders(step)
+    named = re.findall(r"`([^`]+)`", fields[reference])
+    assert named and (REPO_ROOT / named[0]).resolve() == solution, fields[reference]
+
+
+@pytest.mark.parametrize(("step", "language"), STEP_PAGES, ids=STEP_PAGE_IDS)
+def test_step_page_lists_its_checks_and_ends_with_next(step, language):
+    _, next_word = FRAME[language]
+    page = step_page(step, language)
+    text = page.read_text(encoding="utf-8")
+    assert re.findall(r"\{\{#checklist\s+(\d\d)\s*\}\}", text) == [step], f"{page.relative_to(SOURCE)}: checklist"
+    last = " ".join(re.split(r"\n\s*\n", text.strip())[-1].split())  # the last paragraph
+    link = re.match(rf"{next_word}: .*?\[[^\]]+\]\(([^)#\s]+)(#[^)]*)?\)", last)
+    assert link, f"{page.relative_to(SOURCE)} does not end with '{next_word}: [...](page.md)': {last!r}"
+    target = (page.parent / link.group(1)).resolve()
+    assert target.is_file(), f"{page.relative_to(SOURCE)}: {link.group(1)} does not exist"
+    summary = (SOURCE / "SUMMARY.md").read_text(encoding="utf-8")
+    assert target.relative_to(SOURCE).as_posix() in book_build.planned_pages(summary), target
+    steps = available_steps()
+    if step != steps[-1]:
+        assert target == step_page(steps[steps.index(step) + 1], language).resolve(), link.group(1)
+
+
+def test_commands_on_the_pages_run_from_a_fresh_clone():
+    """A command is `make …` or `.venv/bin/python …`: a bare `python` is not the venv's outside it."""
+    bare = []
+    for page in markdown_pages():
+        for _, _, info, body in FENCE.findall(page.read_text(encoding="utf-8")):
+            if info.strip() in ("", "sh", "bash", "shell", "console", "text"):
+                bare += [
+                    f"{page.relative_to(SOURCE)}: {line.strip()}"
+                    for line in body.splitlines()
+                    if re.match(r"\s*\$?\s*(python3?|pip3?|pytest)\s", line)
+                ]
+    assert not bare, bare
+
+
+# -- the pages teach without giving the answer ------------------------------------------------------
+def todo_answers() -> dict[str, set[str]]:
+    """Each line that a TODO block's solution adds, stripped -> the blocks it fills ("file:name").
+
+    Lines that a skeleton already shows (given code, in any step) and lines too short to say
+    anything (`col += 1`, `)`) do not count."""
+    pairs = [pair for step in available_steps() for pair in blocks.file_pairs(*step_folders(step))]
+    given = {line.strip() for mine, _ in pairs for line in mine.read_text(encoding="utf-8").splitlines()}
+    answers: dict[str, set[str]] = {}
+    for mine, reference in pairs:
+        skeleton = mine.read_text(encoding="utf-8")
+        solved = blocks.blocks(reference.read_text(encoding="utf-8"), blocks.SOLUTION)
+        for name in blocks.blocks(skeleton):
+            for line in solved[name]:
+                line = line.strip()
+                if len(line) >= 12 and not line.startswith("#") and line not in given:
+                    answers.setdefault(line, set()).add(f"{reference.relative_to(REPO_ROOT)}:{name}")
+    return answers
+
+
+class _UnfoldedCode(HTMLParser):
+    """The text of every <pre> block outside <details>."""
+
+    def __init__(self):
+        super().__init__()
+        self.folds, self.pre, self.blocks = 0, None, []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "details":
+            self.folds += 1
+        elif tag == "pre" and not self.folds:
+            self.pre = []
+
+    def handle_endtag(self, tag):
+        if tag == "details":
+            self.folds -= 1
+        elif tag == "pre" and self.pre is not None:
+            self.blocks.append("".join(self.pre))
+            self.pre = None
+
+    def handle_data(self, data):
+        if self.pre is not None:
+            self.pre.append(data)
+
+
+def unfolded_answers(page_html: str, answers: dict[str, set[str]]) -> list[tuple[str, set[str]]]:
+    """(first answer line, the TODO blocks it fills) for each code block outside <details> that shows one."""
+    parser = _UnfoldedCode()
+    parser.feed(page_html)
+    found = []
+    for block in parser.blocks:
+        shown = [line.strip() for line in block.splitlines() if line.strip() in answers]
+        if shown:
+            found.append((shown[0], set().union(*(answers[line] for line in shown))))
+    return found
+
+
+def test_every_todo_block_has_answer_lines_to_look_for():
+    """Guards the fold check below from passing because it looks for nothing."""
+    filled = set().union(*todo_answers().values())
+    for step in available_steps():
+        for mine, reference in blocks.file_pairs(*step_folders(step)):
+            for name in blocks.blocks(mine.read_text(encoding="utf-8")):
+                assert f"{reference.relative_to(REPO_ROOT)}:{name}" in filled, (reference, name)
+
+
+def test_the_fold_check_sees_an_answer_outside_details_only():
+    answers = todo_answers()
+    line = max(answers, key=len)
+    code = f'<pre><code class="language-mojo">    {html.escape(line)}\n</code></pre>'
+    assert unfolded_answers(f"<p>Step</p>{code}", answers) == [(line, answers[line])]
+    assert unfolded_answers(f"<details><summary>Show</summary>\n{code}\n</details>{code}", answers)
+    assert unfolded_answers(f"<details><summary>Show</summary><div>{code}</div></details>", answers) == []
+
+
+def test_no_todo_blocks_solution_is_shown_unfolded(built):
+    """Solution code that fills a learner's TODO block sits inside a <details> fold on every step page."""
+    _, destination = built
+    answers = todo_answers()
+    shown = [
+        f"{page}: {sorted(filled)} shown outside <details>, e.g. {line!r}"
+        for step, language in STEP_PAGES
+        for page in [Path(language, f"step_{step}.html").as_posix()]
+        for line, filled in unfolded_answers((destination / page).read_text(encoding="utf-8"), answers)
+    ]
+    assert not shown, "\n".join(shown)
