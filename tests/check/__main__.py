@@ -135,7 +135,7 @@ def check(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tests.check import commands, grade, watch
+    from tests.check import classroom50, commands, grade, watch
 
     argv = sys.argv[1:] if argv is None else argv
     learner_commands = {
@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         "reset": commands.reset,
         "watch": watch.main,
         "grade": grade.main,  # for instructors: a class's submissions
+        "classroom50": classroom50.main,  # for instructors: what classroom50/autograder.py grades with
     }
     if not argv:
         return commands.status([])
