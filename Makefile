@@ -2,7 +2,7 @@
 #   make s01                  check your step 01 (make s01 ARGS=--solution, ARGS="--file my.py --json")
 #   make test                 the project's own test suite (make test-fast: without MAX, Mojo, browser, slow)
 #   make watch                re-check the step you are on each time you save it (make status, make hint NN=03,
-#                             make reset NN=03)
+#                             make reset NN=03 or ARGS=--all, make restore NN=03)
 #   make compare NN=03        your TODO blocks beside the solution's
 #   make grade NN=01 ARGS="subs/*.py --out grades"   for instructors: a gradebook for a class's submissions
 #   make book, make figures, make bench, make browser-deps, make lint-deps (see README.md)
@@ -19,7 +19,7 @@ STEPS := s01 s02 s03 s04 s05 s06
 
 FAST_TESTS := not max and not mojo and not browser and not slow
 
-.PHONY: $(STEPS) venv watch status hint reset grade test test-fast compare book figures bench gpu-ptx gpu-smoke \
+.PHONY: $(STEPS) venv watch status hint reset restore grade test test-fast compare book figures bench gpu-ptx gpu-smoke \
 	browser-deps lint-deps fmt lint clean
 
 $(READY): pyproject.toml
@@ -44,8 +44,12 @@ status: $(READY)
 hint: $(READY)
 	$(PY) -m tests.check hint $(if $(filter command line,$(origin NN)),$(NN)) $(ARGS)
 
+# reset and restore without NN=..: no step is assumed (reset ARGS=--all resets every started step)
 reset: $(READY)
-	$(PY) -m tests.check reset $(NN) $(ARGS)
+	$(PY) -m tests.check reset $(if $(filter command line,$(origin NN)),$(NN)) $(ARGS)
+
+restore: $(READY)
+	$(PY) -m tests.check restore $(if $(filter command line,$(origin NN)),$(NN)) $(ARGS)
 
 grade: $(READY)
 	$(PY) -m tests.check grade $(NN) $(ARGS)

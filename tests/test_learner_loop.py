@@ -3,6 +3,8 @@ report whose cascades collapse to their cause."""
 
 from __future__ import annotations
 
+import argparse
+import datetime
 import json
 import os
 import queue
@@ -18,7 +20,7 @@ import psutil
 import pytest
 
 from tests.check import progress
-from tests.check.engine import REPO_ROOT, available_steps
+from tests.check.engine import REPO_ROOT, available_steps, load_checklist
 from tests.working_tree import copy_working_tree
 
 GIT = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -58,6 +60,12 @@ def solve(repo: Path, step: str) -> None:
 
 
 # -- status --------------------------------------------------------------------------------------------
+def status_json(repo: Path) -> dict:
+    result = checker(repo, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    return {entry["step"]: entry for entry in json.loads(result.stdout)["steps"]}
+
+
 def test_status_tells_not_started_in_progress_and_done_and_reruns_only_what_changed(repo):
     first = checker(repo)  # no argument: the status
     assert first.returncode == 0
@@ -68,16 +76,25 @@ def test_status_tells_not_started_in_progress_and_done_and_reruns_only_what_chan
     step_02.write_text(solved.replace("dbeta = dy.sum(axis=0)", "dbeta = -dy.sum(axis=0)"))
     second = checker(repo, "status")
     rows = {line[:2]: line for line in second.stdout.splitlines() if line[:2].isdigit()}
-    assert rows["01"].endswith("done ✅"), second.stdout
-    assert "in progress (" in rows["02"] and "/12 checks)" in rows["02"], second.stdout
+    assert rows["01"].endswith("done ✅") and " 14/14 " in rows["01"], second.stdout
+    assert rows["02"].endswith("in progress") and "/12 " in rows["02"], second.stdout
     assert rows["03"].endswith("not started")
-    assert "(checking step 01…)" in second.stderr and "(checking step 02…)" in second.stderr
-    third = checker(repo, "status")  # nothing changed: nothing is run again
-    assert "(checking" not in third.stderr and third.stdout == second.stdout
+    assert "(checking step 01: not checked here yet…)" in second.stderr.splitlines()
+    assert "(checking step 02: not checked here yet…)" in second.stderr.splitlines()
+    before = status_json(repo)  # nothing changed: nothing is run again
+    third = checker(repo, "status", "--json")
+    assert "(checking" not in third.stderr and [s["attempts"] for s in before.values()] == [1, 1, 0, 0, 0, 0]
+    assert {s: e["state"] for s, e in before.items()} == {
+        "01": "done",
+        "02": "in progress",
+        **{s: "not started" for s in ("03", "04", "05", "06")},
+    }
     step_02.write_text(solved)
     fourth = checker(repo, "status")
-    assert "(checking step 02…)" in fourth.stderr and "(checking step 01…)" not in fourth.stderr
-    assert "02    LayerNorm backward in NumPy" in fourth.stdout and "done ✅" in fourth.stdout.splitlines()[2]
+    assert "(checking step 02: its files or the checker changed since its last check…)" in fourth.stderr
+    assert "(checking step 01" not in fourth.stderr
+    assert [line for line in fourth.stdout.splitlines() if line.startswith("02")][0].endswith("done ✅")
+    assert status_json(repo)["02"]["attempts"] == 2
 
 
 def test_status_survives_a_corrupt_cache(repo):
@@ -86,15 +103,139 @@ def test_status_survives_a_corrupt_cache(repo):
     for entry in (repo / ".checker" / "results").glob("*.json"):
         entry.write_text('{"fingerprint": "')  # a half-written file
     (repo / ".checker" / "hints.json").write_text("[]")
+    (repo / ".checker" / "progress.json").write_text('{"steps": {"01": "three"}')
     again = checker(repo, "status")
     assert again.returncode == 0 and "Traceback" not in again.stderr
-    assert "(checking step 01…)" in again.stderr and "done ✅" in again.stdout.splitlines()[1]
+    assert "(checking step 01" in again.stderr and "done ✅" in again.stdout.splitlines()[1]
 
 
 def test_status_refresh_reruns_every_started_step(repo):
     solve(repo, "01")
     checker(repo, "status")
-    assert "(checking step 01…)" in checker(repo, "status", "--refresh").stderr
+    assert "(checking step 01: --refresh…)" in checker(repo, "status", "--refresh").stderr
+
+
+def set_times(repo: Path, step: str, **times: str | None) -> None:
+    path = repo / ".checker" / "progress.json"
+    data = json.loads(path.read_text())
+    data["steps"][step].update(times)
+    path.write_text(json.dumps(data))
+
+
+def test_status_counts_check_runs_and_the_time_to_the_first_pass(repo):
+    mine = repo / "steps" / "step_01.py"
+    mine.write_text(mine.read_text() + "\n# started: a first run that fails\n")
+    assert checker(repo, "01").returncode == 1
+    assert checker(repo, "01", "--solution").returncode == 0  # not a run of your file: not counted
+    assert checker(repo, "01", "--quick").returncode == 1  # not every check: not counted
+    after_one = status_json(repo)["01"]
+    assert (after_one["attempts"], after_one["state"], after_one["checks_total"]) == (1, "in progress", 14)
+    solve(repo, "01")
+    assert checker(repo, "01").returncode == 0
+    done = status_json(repo)["01"]
+    assert (done["attempts"], done["state"], done["checks_passed"]) == (2, "done", 14)
+    assert 0 <= done["seconds_spent"] < 60
+
+    set_times(repo, "01", first_check="2025-03-01T09:00:00Z", first_pass="2025-03-01T11:05:00Z")
+    assert checker(repo, "01").returncode == 0  # a later run counts, but the first pass stays the first
+    assert status_json(repo)["01"]["seconds_spent"] == 2 * 3600 + 5 * 60
+    row = [line for line in checker(repo, "status").stdout.splitlines() if line.startswith("01")][0]
+    assert "  3  " in row and "2 h 05 min" in row, row
+
+    (repo / "steps" / "step_02.py").write_text("import numpy as np\n")
+    assert checker(repo, "02").returncode == 1
+    three_hours_ago = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=3)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+    set_times(repo, "02", first_check=three_hours_ago)  # never passed: the time runs to now
+    assert abs(status_json(repo)["02"]["seconds_spent"] - 3 * 3600) < 120
+
+
+def test_the_progress_file_is_committed_and_follows_the_learner_to_another_machine(repo, tmp_path):
+    solve(repo, "01")
+    step_02 = repo / "steps" / "step_02.py"
+    step_02.write_text((repo / "solutions" / "solution_02.py").read_text().replace("dy.sum(axis=0)", "0 * dy"))
+    assert checker(repo, "01").returncode == 0 and checker(repo, "02").returncode == 1
+    record = repo / ".checker" / "progress.json"
+    text = record.read_text()
+    assert str(repo) not in text and str(Path.home()) not in text and str(tmp_path) not in text
+    assert text == json.dumps(json.loads(text), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+    ignored = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored", "--untracked-files=all", ".checker"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert "?? .checker/progress.json" in ignored  # git offers it for a commit
+    assert all(line.startswith("!! ") for line in ignored if "progress.json" not in line)  # the cache is not
+    env = dict(os.environ, **GIT)
+    subprocess.run(["git", "add", "steps", ".checker/progress.json"], cwd=repo, check=True, env=env)
+    subprocess.run(["git", "commit", "-qm", "my progress"], cwd=repo, check=True, env=env)
+
+    other = tmp_path / "other-machine"
+    subprocess.run(["git", "clone", "-q", str(repo), str(other)], check=True)
+    there = checker(other, "status", "--json")
+    assert "(checking" not in there.stderr  # the recorded verdicts hold for the same files
+    steps = {entry["step"]: entry for entry in json.loads(there.stdout)["steps"]}
+    assert (steps["01"]["state"], steps["01"]["source"], steps["01"]["attempts"]) == ("done", "progress file", 1)
+    assert (steps["02"]["state"], steps["02"]["source"]) == ("in progress", "progress file")
+    (other / "steps" / "step_02.py").write_text((other / "solutions" / "solution_02.py").read_text())
+    changed = checker(other, "status", "--json")
+    assert "(checking step 02" in changed.stderr and "(checking step 01" not in changed.stderr
+    steps = {entry["step"]: entry for entry in json.loads(changed.stdout)["steps"]}
+    assert (steps["02"]["state"], steps["02"]["source"], steps["02"]["attempts"]) == ("done", "checked now", 2)
+
+
+def gpu_less_step_06_report() -> dict:
+    """Step 06 passing on a machine without a GPU: its GPU checks skipped by the engine, with gpu_skip's reason."""
+    import tests.check.kit.kernels as kernels
+    from tests.check.engine import load_checklist, skip_reason
+
+    checklist, saved = load_checklist("06"), kernels.visible_gpu
+    kernels.visible_gpu = lambda: None  # the machine's answer, whatever this machine is
+    try:
+        options = argparse.Namespace(device="auto")
+        skips = {check.name: skip_reason(check, options) for check in checklist.checks}
+    finally:
+        kernels.visible_gpu = saved
+    checks = [
+        {"name": n, "status": "skipped" if why else "passed", "passed": not why, "message": why or "", "cause": None}
+        for n, why in skips.items()
+    ]
+    assert sum(c["status"] == "skipped" for c in checks) == 3
+    report = {"step": "06", "title": checklist.title, "file": "steps/step_06/step_06.py", "passed": True}
+    return {**report, "notes": [], "checks": checks}
+
+
+def record_report(repo: Path, step: str, report: dict) -> None:
+    """Stores `report` as the step's last results in the copy (what a run of the checker there would store)."""
+    code = (
+        "import json, sys; from tests.check import progress; progress.store_report(sys.argv[1], json.load(sys.stdin))"
+    )
+    subprocess.run([sys.executable, "-c", code, step], cwd=repo, input=json.dumps(report), text=True, check=True)
+
+
+GPU_LABEL = "CPU part done ✅; GPU part not checked (no GPU here)"
+
+
+def test_step_06_done_without_a_gpu_says_its_gpu_part_was_not_checked(repo):
+    glue = repo / "steps" / "step_06" / "step_06.py"
+    glue.write_text(glue.read_text() + "\n# started\n")
+    record_report(repo, "06", gpu_less_step_06_report())
+    table = checker(repo, "status").stdout
+    assert [line for line in table.splitlines() if line.startswith("06")][0].endswith(GPU_LABEL), table
+    markdown = checker(repo, "status", "--markdown").stdout
+    assert [line for line in markdown.splitlines() if line.startswith("| 06")][0].endswith(f"| {GPU_LABEL} |")
+    assert status_json(repo)["06"]["untested"] == {"GPU": "no GPU here"}
+    report = gpu_less_step_06_report()
+    for check in report["checks"]:
+        if check["status"] == "skipped":
+            check["message"] = "--quick skips the slow checks (whole-graph compiles); run without it before moving on"
+    record_report(repo, "06", report)  # skipped on request, not for want of a GPU: nothing to tell
+    assert [line for line in checker(repo, "status").stdout.splitlines() if line.startswith("06")][0].endswith(
+        "  done ✅"
+    )
 
 
 # -- hints -----------------------------------------------------------------------------------------------
@@ -121,6 +262,48 @@ def test_hint_without_a_step_is_for_the_step_you_are_on(repo):
     assert checker(repo, "hint").stdout.startswith("Hint 1 of 4 for step 02:")
 
 
+@pytest.mark.parametrize("step", available_steps())
+def test_the_checks_a_hint_level_names_are_checks_of_its_step(step):
+    names = [check.name.lower() for check in load_checklist(step).checks]
+    sections = progress.hint_sections(step)
+    assert any(parts for _, _, parts in sections), f"no level of step {step}'s hints names a check"
+    for title, text, parts in sections:
+        assert "<!--" not in text  # the names are data for the ladder, not part of the hint shown
+        for part in parts:
+            assert any(part.lower() in name for name in names), f"{title!r} names {part!r}: no such check"
+
+
+UNSTABLE_VARIANCE = (
+    "var = np.vecdot(y, y)[:, None] / x.shape[1]",
+    "var = (x * x).mean(axis=1, keepdims=True) - mean**2",
+)
+LOOP_OVER_ROWS = (
+    "    y = x - mean ",
+    "    y = np.stack([row for row in x]) - mean ",
+)
+
+
+def write_step_01(repo: Path, *changes: tuple[str, str]) -> None:
+    """Step 01 solved, then each (old, new) replacement: a file with one known mistake."""
+    text = (repo / "solutions" / "solution_01.py").read_text()
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new)
+    (repo / "steps" / "step_01.py").write_text(text)
+
+
+def test_the_hint_ladder_starts_at_the_level_about_the_failing_check(repo):
+    write_step_01(repo, UNSTABLE_VARIANCE)  # only the large-mean check fails
+    assert checker(repo, "01").returncode == 1
+    titles = [title for title, _ in progress.hint_levels("01")]
+    first = checker(repo, "hint").stdout.splitlines()
+    assert first[0] == f"Hint 3 of 4 for step 01: {titles[2]}" and "numerically stable" in first[1]
+    assert checker(repo, "hint").stdout.startswith(f"Hint 4 of 4 for step 01: {titles[3]}")
+    write_step_01(repo, LOOP_OVER_ROWS)  # another mistake: its own ladder, from its own level
+    assert checker(repo, "01").returncode == 1
+    assert checker(repo, "hint", "01").stdout.startswith(f"Hint 2 of 4 for step 01: {titles[1]}")
+
+
 # -- reset -----------------------------------------------------------------------------------------------
 def test_reset_keeps_a_backup_equal_to_your_file_and_restores_the_skeleton(repo):
     mine = repo / "steps" / "step_01.py"
@@ -129,7 +312,7 @@ def test_reset_keeps_a_backup_equal_to_your_file_and_restores_the_skeleton(repo)
     result = checker(repo, "reset", "01", "--yes")
     assert result.returncode == 0, result.stderr
     assert mine.read_bytes() == skeleton
-    folder = repo / result.stdout.split("saved in ", 1)[1].split("/\n", 1)[0]
+    folder = repo / result.stdout.split("saved in ", 1)[1].split("/ ", 1)[0]
     assert (folder / "steps" / "step_01.py").read_text() == "# my work, half done\nimport numpy as np\n"
     again = checker(repo, "reset", "01", "--yes")  # a second reset keeps the first backup
     assert folder.exists() and "skeleton already" in again.stdout
@@ -155,6 +338,36 @@ def test_reset_asks_first_and_changes_nothing_without_an_answer(repo):
     assert mine.read_text() == "# my work\n" and not (repo / ".checker" / "backups").exists()
 
 
+def test_reset_all_saves_every_started_step_and_restore_brings_the_last_backup_back(repo):
+    mine_01, mine_02 = repo / "steps" / "step_01.py", repo / "steps" / "step_02.py"
+    skeletons = mine_01.read_text(), mine_02.read_text()
+    step_03 = (repo / "steps" / "step_03.py").read_bytes()
+    mine_01.write_text("# my step 01\n")
+    mine_02.write_text("# my step 02\n")
+    refused = checker(repo, "reset", "--all")  # no terminal, no --yes
+    assert refused.returncode == 2 and "--yes" in refused.stderr and mine_01.read_text() == "# my step 01\n"
+    assert "--yes" in (repo / "README.md").read_text()  # the way past that refusal is documented
+    done = checker(repo, "reset", "--all", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert (mine_01.read_text(), mine_02.read_text()) == skeletons
+    assert (repo / "steps" / "step_03.py").read_bytes() == step_03  # not started: left alone, no backup
+    backups = repo / ".checker" / "backups"
+    assert sorted(p.read_text() for p in backups.rglob("step_0*.py")) == ["# my step 01\n", "# my step 02\n"]
+
+    restored = checker(repo, "restore", "01")
+    assert restored.returncode == 0, restored.stderr
+    assert mine_01.read_text() == "# my step 01\n" and mine_02.read_text() == skeletons[1]
+    assert checker(repo, "restore", "01").returncode == 0  # the skeleton it replaced was saved: undone
+    assert mine_01.read_text() == skeletons[0]
+    assert len(list(backups.glob("*-step_01"))) == 3
+
+    no_backup = checker(repo, "restore", "03")
+    assert no_backup.returncode == 1 and "no backup" in no_backup.stderr
+    assert (repo / "steps" / "step_03.py").read_bytes() == step_03
+    which = checker(repo, "restore")
+    assert which.returncode == 2 and "steps with a backup: 01, 02" in which.stderr
+
+
 def test_reset_without_the_skeleton_in_git_history_changes_nothing(repo):
     shutil.rmtree(repo / ".git")  # a download without git
     mine = repo / "steps" / "step_01.py"
@@ -174,6 +387,48 @@ def test_the_skeleton_manifest_names_the_shipped_files():
     assert sorted(shipped) == sorted(
         str(p.relative_to(REPO_ROOT)) for s in available_steps() for p in progress.learner_files(s)
     )
+
+
+# -- compare -----------------------------------------------------------------------------------------------
+def compare_at(width: int, mine: Path) -> list[str]:
+    """The side-by-side rows `compare` prints in a terminal `width` columns wide ($COLUMNS, as a shell sets it)."""
+    env = dict(os.environ, COLUMNS=str(width))
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.check.compare", "01", "--file", str(mine)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return [line for line in result.stdout.splitlines() if " | " in line and not line.startswith("──")]
+
+
+def test_compare_fills_the_terminals_width_and_never_passes_it(tmp_path):
+    """Short lines of yours beside the solution's long ones: the solution's column takes the room yours leaves."""
+    from tests.check.blocks import SOLUTION, blocks
+
+    solution = (REPO_ROOT / "solutions" / "solution_01.py").read_text()
+    theirs = blocks(solution, SOLUTION)["forward"]
+    short = [line.split("#")[0].rstrip() for line in theirs]  # the same code, without the trailing comments
+    skeleton = (REPO_ROOT / "steps" / "step_01.py").read_text()
+    head, rest = skeleton.split("# TODO-BLOCK: forward\n", 1)
+    tail = rest.split("    # TODO-BLOCK-END: forward", 1)[1]
+    mine = tmp_path / "step_01.py"
+    mine.write_text(head + "# TODO-BLOCK: forward\n" + "\n".join(short) + "\n    # TODO-BLOCK-END: forward" + tail)
+    longest = max(len(line) for line in theirs)
+    assert max(len(line) for line in short) + 3 + longest < 155 < 2 * longest  # fits, but not in halves
+
+    wide = compare_at(155, mine)
+    assert all(len(row) <= 155 for row in wide)
+    rights = [row.split(" | ", 1)[1] for row in wide]
+    assert all(line.rstrip() in rights for line in theirs if line.strip())  # each solution line whole
+
+    narrow = compare_at(80, mine)
+    assert all(len(row) <= 80 for row in narrow)
+    pieces = " ".join(row.split(" | ", 1)[1] for row in narrow).split()
+    assert pieces == " ".join(theirs).split()  # wrapped, every word kept, in order
 
 
 # -- the report's cascades -------------------------------------------------------------------------------
@@ -299,3 +554,142 @@ def test_watch_cancels_a_run_when_a_file_is_saved_during_it(repo):
     finally:
         assert watch.stop() == 0
     assert workers_of(repo) == []
+
+
+# -- watch in a terminal -------------------------------------------------------------------------------------
+CLEAR = "\033[H\033[2J"
+
+
+class TerminalWatch:
+    """`python -m tests.check watch` in the copy, on a pseudo-terminal: keys go in, the screen comes out."""
+
+    def __init__(self, repo: Path, *args: str):
+        import pty
+
+        self.master, slave = pty.openpty()
+        env = dict(os.environ, TERM="xterm", COLUMNS="160", LINES="50")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.check", "watch", *args],
+            cwd=repo,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,  # its own terminal session, as in a terminal window
+        )
+        os.close(slave)
+        self.output = ""
+        self.mark = 0  # expect() looks after this point: what came after the last key
+        self.lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            with self.lock:
+                self.output += data.decode(errors="replace").replace("\r\n", "\n")
+
+    def expect(self, text: str, timeout: float = 60) -> str:
+        """Waits for `text` after the last key press; returns the output from there to the end of `text`."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.lock:
+                found = self.output.find(text, self.mark)
+                if found >= 0:
+                    return self.output[self.mark : found + len(text)]
+            time.sleep(0.05)
+        raise AssertionError(f"no {text!r} within {timeout} s; the screen:\n{self.screen()}")
+
+    def screen(self) -> str:
+        """What a terminal shows now: the output since the last clear."""
+        with self.lock:
+            return self.output.rsplit(CLEAR, 1)[-1]
+
+    def press(self, key: str) -> None:
+        with self.lock:
+            self.mark = len(self.output)
+        os.write(self.master, key.encode())
+
+    def quit(self) -> int:
+        self.press("q")
+        try:
+            return self.process.wait(timeout=30)
+        finally:
+            os.close(self.master)
+
+
+def attempts(repo: Path) -> dict[str, int]:
+    record = json.loads((repo / ".checker" / "progress.json").read_text())
+    return {step: entry["attempts"] for step, entry in record["steps"].items()}
+
+
+def test_watch_in_a_terminal_redraws_each_report_names_its_keys_and_hints_from_the_failing_check(repo):
+    write_step_01(repo, UNSTABLE_VARIANCE)
+    watch = TerminalWatch(repo)
+    try:
+        watch.expect("step 1 of 6 · 13/14 checks")
+        screen = watch.screen()
+        assert screen.startswith("\033[3J── step 01 of 6") and "❌ numerically stable" in screen
+        assert screen.rstrip().endswith("n next step · r re-run · q quit")  # the summary and the keys last
+        assert "press h for a hint" in screen and "make hint" not in watch.output
+
+        watch.press("h")
+        watch.expect("(press h for hint 4 of 4)")
+        watch.expect("q quit")
+        screen = watch.screen()  # redrawn: the report, the hint about the failing check, the summary last
+        assert screen.index("❌ numerically stable") < screen.index("Hint 3 of 4 for step 01: The numerics")
+        assert screen.index("(press h for hint 4 of 4)") < screen.index("step 1 of 6 · 13/14 checks")
+
+        watch.press("h")
+        watch.expect("That was the last hint. The solution, beside your blocks: press c")
+        watch.press("c")
+        watch.expect("solution: solutions/solution_01.py")  # no blocks left in yours: a diff
+
+        watch.press("n")  # step 02 was never checked: it runs, and it stays there
+        watch.expect("step 2 of 6 · 2/12 checks")
+        assert watch.screen().startswith("\033[3J── step 02 of 6")
+        assert "make " not in watch.output.replace("make compare", "")  # every prompt names a key
+    finally:
+        assert watch.quit() == 0
+    assert workers_of(repo) == []
+
+
+def test_watch_started_again_shows_the_last_results_and_runs_nothing_unchanged(repo):
+    write_step_01(repo, UNSTABLE_VARIANCE)
+    first = TerminalWatch(repo)
+    try:
+        first.expect("step 1 of 6 · 13/14 checks")
+    finally:
+        assert first.quit() == 0
+    assert attempts(repo) == {"01": 1}
+    again = TerminalWatch(repo)
+    try:
+        shown = again.expect("q quit")
+        assert "(the last results: your files and the checker have not changed since)" in shown
+        assert "❌ numerically stable" in shown and "step 1 of 6 · 13/14 checks" in shown
+        time.sleep(1)  # time enough for a run to start, were one started
+    finally:
+        assert again.quit() == 0
+    assert attempts(repo) == {"01": 1}
+
+
+def test_watch_n_at_the_last_step_stays_there_and_a_passing_step_06_says_what_was_not_checked(repo):
+    glue = repo / "steps" / "step_06" / "step_06.py"
+    glue.write_text(glue.read_text() + "\n# started\n")
+    record_report(repo, "06", gpu_less_step_06_report())
+    watch = TerminalWatch(repo, "06")
+    try:
+        shown = watch.expect("q quit")
+        assert f"step 6 of 6 · 8/8 checks · 8 passed, 0 failed, 3 skipped · {GPU_LABEL}" in shown
+        watch.press("n")
+        watch.expect("Step 06 is the last step")
+        time.sleep(1)
+        assert "── step 01" not in watch.output and "(checking" not in watch.output
+    finally:
+        assert watch.quit() == 0
+    assert attempts(repo) == {"06": 1}  # the one stored by record_report: nothing ran

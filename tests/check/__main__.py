@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 from pathlib import Path
@@ -16,9 +17,13 @@ USAGE_ERROR = 2
 
 
 def step_id(text: str) -> str:
-    digits = text.lower().removeprefix("s").removeprefix("tep").removeprefix("_")
+    """01, s01, step_01, or a step's file (steps/step_06/layer_norm.mojo: what an editor's task passes)."""
+    in_path = re.findall(r"(?:step|solution)_(\d+)", text) if re.search(r"[/\\.]", text) else []
+    digits = in_path[-1] if in_path else text.lower().removeprefix("s").removeprefix("tep").removeprefix("_")
     if not digits.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a step number such as 01, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a step number such as 01 (or a step's file, e.g. steps/step_01.py), got {text!r}"
+        )
     step = f"{int(digits):02d}"
     if step not in available_steps():
         raise argparse.ArgumentTypeError(f"no step {step}; the steps are {', '.join(available_steps())}")
@@ -56,7 +61,8 @@ def check_parser(add_step_arguments=None) -> argparse.ArgumentParser:
         prog="python -m tests.check",
         description="Run a step's checks against your code (default: steps/step_NN.py).",
         epilog="Other commands: watch [NN] (re-check on save), status (your progress; also with no argument), "
-        "hint NN (the next hint), reset NN (the skeleton back; your file saved first).",
+        "hint NN (the next hint), reset NN|--all (the skeleton back; your file saved first), restore NN (your last "
+        "backup back).",
     )
     parser.add_argument("step", type=step_id, help="step number, e.g. 01")
     target = parser.add_mutually_exclusive_group()
@@ -142,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": commands.status,
         "hint": commands.hint,
         "reset": commands.reset,
+        "restore": commands.restore,
         "watch": watch.main,
         "grade": grade.main,  # for instructors: a class's submissions
         "classroom50": classroom50.main,  # for instructors: what classroom50/autograder.py grades with

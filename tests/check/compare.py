@@ -23,15 +23,41 @@ from tests.check.engine import REPO_ROOT, display_path, load_checklist
 COLOURS = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m"}
 
 
+GUTTER = " | "
+MIN_COLUMN = 20
+
+
+def column_widths(left: list[str], right: list[str], width: int) -> tuple[int, int]:
+    """The two columns' widths in a `width`-wide terminal: what their longest lines need when both fit, else
+    the narrower side keeps what it needs (up to half) and the other takes the rest of the line."""
+    available = width - len(GUTTER)
+    need_left, need_right = (max((len(line.expandtabs()) for line in lines), default=0) for lines in (left, right))
+    if need_left + need_right <= available:
+        return max(need_left, 1), max(need_right, 1)
+    half = available // 2
+    if need_left <= half:
+        left_width = need_left
+    elif need_right <= half:
+        left_width = available - need_right
+    else:
+        left_width = half
+    return max(left_width, MIN_COLUMN), max(available - left_width, MIN_COLUMN)
+
+
+def wrap_code(line: str, width: int) -> list[str]:
+    """A line of code in pieces of at most `width` characters; a continuation is indented under its line."""
+    line = line.expandtabs().rstrip()
+    indent = " " * min(len(line) - len(line.lstrip()) + 4, width // 2)
+    return textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False) or [""]
+
+
 def side_by_side(left: list[str], right: list[str], width: int) -> list[str]:
-    """Two columns, `yours | solution`, long lines wrapped inside their column."""
-    column = max((width - 3) // 2, 20)
-
-    def wrapped(lines):
-        return [piece for line in lines for piece in (textwrap.wrap(line, column, drop_whitespace=False) or [""])]
-
-    rows = itertools.zip_longest(wrapped(left), wrapped(right), fillvalue="")
-    return [f"{a:<{column}} | {b}".rstrip() for a, b in rows]
+    """Two columns, `yours | solution`, as wide as the terminal allows; long lines wrapped in their column."""
+    left_width, right_width = column_widths(left, right, width)
+    pieces_left = [piece for line in left for piece in wrap_code(line, left_width)]
+    pieces_right = [piece for line in right for piece in wrap_code(line, right_width)]
+    rows = itertools.zip_longest(pieces_left, pieces_right, fillvalue="")
+    return [f"{a:<{left_width}}{GUTTER}{b}".rstrip() for a, b in rows]
 
 
 def unified(mine: list[str], theirs: list[str], name_mine: str, name_theirs: str, colour: bool) -> list[str]:
@@ -57,6 +83,16 @@ def compare_file(mine: Path, reference: Path, colour: bool, width: int) -> list[
     return out
 
 
+def compare_lines(step: str, colour: bool, width: int, mine: Path | None = None) -> list[str]:
+    """The comparison of the learner's step (or `mine`) with the solution, every file of a folder step."""
+    checklist = load_checklist(step)
+    solution = REPO_ROOT / checklist.solution
+    mine = mine or REPO_ROOT / checklist.skeleton
+    if solution.parent.name.startswith("solution_"):  # a step that is a folder (Mojo package + glue)
+        solution, mine = solution.parent, (mine if mine.is_dir() else mine.parent)
+    return [line for pair in file_pairs(mine, solution) for line in compare_file(*pair, colour, width)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.check.compare", description="Show your TODO blocks beside the solution's."
@@ -65,18 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file", type=Path, help="your file (default: steps/step_NN.py)")
     parser.add_argument("--no-color", action="store_true", help="plain text even on a terminal")
     options = parser.parse_args(argv)
-    checklist = load_checklist(options.step)
-    solution = REPO_ROOT / checklist.solution
-    mine = options.file or REPO_ROOT / checklist.skeleton
-    if solution.parent.name.startswith("solution_"):  # a step that is a folder (Mojo package + glue)
-        solution, mine = solution.parent, (mine if mine.is_dir() else mine.parent)
-    if not mine.exists():
-        print(f"error: {mine} does not exist", file=sys.stderr)
+    if options.file is not None and not options.file.exists():
+        print(f"error: {options.file} does not exist", file=sys.stderr)
         return 2
     colour = sys.stdout.isatty() and not options.no_color
+    # The terminal's width ($COLUMNS first, as every tool reads it); a pipe gets a generous 160.
     width = shutil.get_terminal_size((160, 40)).columns
-    for mine_file, reference in file_pairs(mine, solution):
-        print("\n".join(compare_file(mine_file, reference, colour, width)))
+    print("\n".join(compare_lines(options.step, colour, width, options.file)))
     return 0
 
 

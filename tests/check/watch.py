@@ -1,18 +1,26 @@
 """`python -m tests.check watch [NN]`: re-check the step you are on every time you save it, move on when it passes.
 
-Starts at the first step that does not pass (or at NN). A save re-runs the step's checks, also in the
-middle of a run, which is then cancelled (its process is killed). On a terminal the keys are
-`h` next hint, `l` list the steps, `n` next step, `r` re-run, `q` quit; without one it re-checks on
-every save until SIGINT or SIGTERM. File events come from watchfiles (the directory is watched, so
-editors that save by writing a new file and renaming it are seen too).
+Starts at the first step that does not pass (or at NN), from its recorded results when its files and the
+checker are unchanged since: a restart re-runs nothing. A save re-runs the step's checks, also in the
+middle of a run, which is then cancelled (its process is killed). On a terminal each report redraws the
+screen (the summary and the keys always at the end) and the keys are `h` next hint (starting at the one
+about the check that fails), `c` your blocks beside the solution's, `l` list the steps, `n` next step,
+`r` re-run, `q` quit; without one it prints each report after the last and re-checks on every save until
+SIGINT or SIGTERM. File events come from watchfiles (the directory is watched, so editors that save by
+writing a new file and renaming it are seen too).
+
+A step passing after a save (or at the start) moves the watch on to the next step; a step reached with
+`n` is shown, never skipped, and `n` at the last step stays there.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import queue
+import shutil
 import signal
 import sys
 import threading
@@ -21,22 +29,54 @@ from pathlib import Path
 import watchfiles
 
 from tests.check import progress
-from tests.check.commands import first_step_not_passing, hint_text, status_rows
-from tests.check.engine import REPO_ROOT, RunCancelled, available_steps, load_checklist, run_checklist
-from tests.check.printer import ReportPrinter, summary
+from tests.check.commands import course_status, done_label, first_step_not_passing, hint_text
+from tests.check.engine import REPO_ROOT, Result, RunCancelled, available_steps, load_checklist, run_checklist
+from tests.check.printer import ReportPrinter
 from tests.check.sandbox import Spare
 
-KEYS = "[h] hint  [l] list  [n] next step  [r] re-run  [q] quit"
+CLEAR = "\033[H\033[2J\033[3J"  # cursor home, clear the screen and the scrollback: the report starts at the top
+KEYS = "press h for a hint · c compare with the solution · l list the steps · n next step · r re-run · q quit"
+
+
+def report_lines(report: dict, streamed: bool = False) -> list[str]:
+    """A report (the `--json` shape) as the checker prints it: each result, the cascades, the notes.
+    `streamed`: the results are on the screen already, only what follows them."""
+    printer = ReportPrinter(out=io.StringIO())
+    for check in report.get("checks", []):
+        printer.result(Result(check["name"], check["status"], check.get("message", ""), check.get("cause")))
+    if streamed:
+        return printer.cascades()
+    notes = [str(note) for note in report.get("notes", [])]
+    return printer.out.getvalue().splitlines() + printer.cascades() + ([""] + notes if notes else [])
+
+
+def summary_line(step: str, report: dict) -> str:
+    """`step 1 of 6 · 2/14 checks · 2 passed, 12 failed`, and what a passing step left unchecked here."""
+    checks = report.get("checks", [])
+    counts = {status: sum(c["status"] == status for c in checks) for status in ("passed", "failed", "skipped")}
+    judged = counts["passed"] + counts["failed"]
+    line = f"step {int(step)} of {len(available_steps())} · {counts['passed']}/{judged} checks · "
+    line += f"{counts['passed']} passed, {counts['failed']} failed"
+    line += f", {counts['skipped']} skipped" if counts["skipped"] else ""
+    untested = progress.untested_parts(report)
+    return line + (f" · {done_label(untested)}" if report.get("passed") and untested else "")
 
 
 class Watcher:
     def __init__(self, step: str, interactive: bool, out=None):
         self.step, self.interactive, self.out = step, interactive, out or sys.stdout
+        self.redraw = interactive and self.out.isatty()  # clear the screen for each report
         self.events: queue.Queue = queue.Queue()
         self.stop = threading.Event()
         self.run_thread: threading.Thread | None = None
         self.cancel = threading.Event()
         self.spare: Spare | None = None
+        self.lock = threading.Lock()  # the run thread streams results while keys print hints
+        self.report: dict | None = None  # the last results of self.step, as shown
+        self.banner = ""  # a line above the header: why the watch moved to this step
+        self.origin = ""  # a line under it: where the results shown come from
+        self.running = False
+        self.runs = 0  # the number of the run in progress (a late result of an older run is dropped)
 
     # -- the threads that feed the event queue -------------------------------------------------
     def watch_files(self) -> None:
@@ -50,27 +90,80 @@ class Watcher:
                 return
             self.events.put(("key", key.lower()))
 
+    # -- the screen ----------------------------------------------------------------------------------
+    def print(self, text: str) -> None:
+        with self.lock:
+            print(text, file=self.out, flush=True)
+
+    def header(self) -> list[str]:
+        checklist = load_checklist(self.step)
+        title = f"── step {self.step} of {len(available_steps())}: {checklist.title} ── {checklist.skeleton}"
+        return [line for line in (self.banner, title, self.origin) if line]
+
+    def show(self, extra: list[str] = (), streamed: bool = False) -> None:
+        """The step's screen: its report, `extra` (a hint, the list), then the summary and the keys. On a
+        terminal it replaces what was there; else it follows (without the results already printed)."""
+        if self.running:  # the results are streaming: add below them, the run ends with its own redraw
+            self.print("\n".join(["", *extra]))
+            return
+        whole = self.redraw or not streamed
+        lines = self.header() if whole else []
+        if self.report is not None:
+            lines += report_lines(self.report, streamed=not whole)
+        lines += ["", *extra] if extra else []
+        lines += ["", *self.footer()]
+        with self.lock:
+            print((CLEAR if self.redraw else "") + "\n".join(lines), file=self.out, flush=True)
+
+    def footer(self) -> list[str]:
+        """The summary and what to do next, the keys last."""
+        keys = [KEYS] if self.interactive else []
+        if self.report is None:
+            return keys
+        steps = available_steps()
+        later = steps[steps.index(self.step) + 1 :]
+        if not self.report.get("passed"):
+            mine = ", ".join(path.relative_to(REPO_ROOT).as_posix() for path in progress.learner_files(self.step))
+            stuck = "; stuck? press h for a hint" if self.interactive else ""
+            verdict = f"Save {mine} to check it again{stuck}."
+        elif later:
+            verdict = f"Step {self.step} passes every check ✅" + (
+                f" — press n for step {later[0]}." if self.interactive else "."
+            )
+        elif all(s.done for s in course_status(recheck=False)):
+            verdict = "Every step passes ✅. The book's 'Going further' pages are next."
+        else:
+            verdict = f"Step {self.step} passes every check ✅; press l to see the steps still to do."
+        return [summary_line(self.step, self.report), verdict, *keys]
+
     # -- one run of the checks -------------------------------------------------------------------
     def files(self) -> set[Path]:
         return {path.resolve() for path in progress.learner_files(self.step)}
 
-    def start_run(self) -> None:
+    def start_run(self, trigger: str, why: str) -> None:
+        """Check the step; `trigger` ("start", "save", "n", "r", "advance") decides whether a pass moves on."""
         self.cancel_run()
         self.cancel = threading.Event()
-        self.run_thread = threading.Thread(target=self.run, args=(self.step, self.cancel), daemon=True)
+        self.running, self.origin = True, why
+        self.runs += 1
+        with self.lock:
+            print((CLEAR if self.redraw else "\n") + "\n".join(self.header()), file=self.out, flush=True)
+        args = (self.step, self.cancel, trigger, self.runs)
+        self.run_thread = threading.Thread(target=self.run, args=args, daemon=True)
         self.run_thread.start()
 
     def cancel_run(self) -> None:
         if self.run_thread and self.run_thread.is_alive():
             self.cancel.set()
             self.run_thread.join()
+        self.running = False
 
-    def run(self, step: str, cancel: threading.Event) -> None:
+    def run(self, step: str, cancel: threading.Event, trigger: str, number: int) -> None:
         """The quick checks first (feedback in seconds); when they pass, every check, slow ones included."""
-        total = len(available_steps())
         checklist = load_checklist(step)
         spares = [self.spare, Spare(REPO_ROOT / checklist.skeleton, checklist.preload)]  # the second starts now
         self.spare = None
+        report = None
         try:
             for quick in (True, False):
                 report = self.run_once(step, cancel, quick, spares.pop(0))
@@ -78,11 +171,9 @@ class Watcher:
                     return  # cancelled
                 if not report.passed or not quick:
                     progress.store_report(step, report)  # a passing quick run is not "done": it skipped checks
-                judged = [r for r in report.results if r.status != "skipped"]
-                passed = sum(r.passed for r in judged)
-                self.print(f"\nstep {int(step)} of {total} · {passed}/{len(judged)} checks · {summary(report)}")
                 if not report.passed or not quick or not any(r.status == "skipped" for r in report.results):
                     break  # the full run is the last (checks a machine cannot run stay skipped in it)
+                self.print(f"\n{summary_line(step, report.as_json())}")
                 self.print("The quick checks pass; now the slow ones too (they compile).")
         finally:
             for spare in (s for s in spares if s is not None):  # unused: the next run of this step takes it
@@ -90,16 +181,16 @@ class Watcher:
                     self.spare = spare
                 else:
                     spare.discard()
-        self.events.put(("done", step, report.passed))
+        self.events.put(("done", number, step, report.as_json(), trigger))
 
     def run_once(self, step: str, cancel: threading.Event, quick: bool, spare: Spare | None):
         from tests.check.__main__ import parse_check_arguments
 
         checklist, options = parse_check_arguments([step, *(["--quick"] if quick else [])])
-        self.print(f"\n── step {step} of {len(available_steps())}: {checklist.title} ── {checklist.skeleton}")
         printer = ReportPrinter(out=self.out)
+        printer._print = self.print  # under the watch's lock: a key's lines never land inside a result's
         try:
-            report = run_checklist(
+            return run_checklist(
                 checklist,
                 REPO_ROOT / checklist.skeleton,
                 options,
@@ -110,26 +201,62 @@ class Watcher:
             )
         except RunCancelled:
             return None
-        for line in printer.cascades():
-            self.print(line)
-        return report
 
     # -- the loop --------------------------------------------------------------------------------
-    def print(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
-
     def prepare_spare(self) -> None:
         """A worker with the step's libraries already imported, for the next run (MAX takes seconds)."""
         if self.spare is None:
             checklist = load_checklist(self.step)
             self.spare = Spare(REPO_ROOT / checklist.skeleton, checklist.preload)
 
-    def move_to(self, step: str) -> None:
-        if self.spare is not None:
+    def move_to(self, step: str, trigger: str, banner: str = "") -> None:
+        """Show `step`: its recorded results when its files and the checker did not change since, else a run."""
+        self.cancel_run()
+        if self.spare is not None and step != self.step:
             self.spare.discard()
             self.spare = None
-        self.step = step
-        self.start_run()
+        self.step, self.banner = step, banner
+        self.report = progress.cached_report(step)
+        if self.report is None:
+            self.start_run(trigger, "(checking: no results for these files yet)")
+            return
+        self.origin = "(the last results: your files and the checker have not changed since)"
+        self.show()
+        self.prepare_spare()
+
+    def on_done(self, number: int, step: str, report: dict, trigger: str) -> None:
+        if number != self.runs or step != self.step:
+            return  # a run the watch has moved on from
+        self.running, self.report, self.origin = False, report, ""
+        steps = available_steps()
+        if report.get("passed") and trigger in ("start", "save") and step != steps[-1]:
+            nxt = steps[steps.index(step) + 1]
+            if not self.redraw:  # the results stay above the next step's: close them with their summary
+                self.print("\n".join([*report_lines(report, streamed=True), "", summary_line(step, report)]))
+            self.move_to(nxt, "advance", f"Step {step} passes every check ✅ — on to step {nxt}.")
+            return
+        self.show(streamed=True)
+        self.prepare_spare()
+
+    def on_key(self, key: str) -> None:
+        steps = available_steps()
+        if key == "h":
+            self.show(hint_text(self.step, progress.first_failure(self.report), in_watch=True).splitlines())
+        elif key == "c":
+            from tests.check.compare import compare_lines
+
+            width = shutil.get_terminal_size((100, 40)).columns
+            self.show(compare_lines(self.step, colour=self.redraw, width=width))
+        elif key == "l":
+            rows = course_status(recheck=False)  # recorded results only: a list must not wait for checks
+            self.show([f"{'→' if s.step == self.step else ' '} {s.step}  {s.title:<46} {s.label}" for s in rows])
+        elif key == "n":
+            if self.step == steps[-1]:
+                self.show([f"Step {self.step} is the last step; press l for the list of steps."])
+            else:
+                self.move_to(steps[steps.index(self.step) + 1], "n")
+        elif key == "r":
+            self.start_run("r", "(checking again: r)")
 
     def loop(self) -> int:
         threads = [threading.Thread(target=self.watch_files, daemon=True)]
@@ -137,37 +264,21 @@ class Watcher:
             threads.append(threading.Thread(target=self.read_keys, daemon=True))
         for thread in threads:
             thread.start()
-        self.print(f"Watching steps/ — save your file to re-check it. {KEYS if self.interactive else 'Ctrl-C stops.'}")
-        self.prepare_spare()
-        self.start_run()
-        steps = available_steps()
+        if not self.redraw:
+            keys = KEYS if self.interactive else "Ctrl-C stops."
+            self.print(f"Watching steps/ — save your file to re-check it. {keys}")
+        self.move_to(self.step, "start")
         while True:
             event = self.events.get()
             if event[0] == "quit" or event == ("key", "q"):
                 break
             if event[0] == "changed" and event[1] & self.files():
-                self.print("\n(saved: checking again)")
-                self.start_run()
+                self.banner = ""
+                self.start_run("save", "(saved: checking again)")
             elif event[0] == "done":
-                _, step, passed = event
-                if passed and step == self.step and step != steps[-1]:
-                    self.print(f"Step {step} passes every check ✅ — on to step {steps[steps.index(step) + 1]}.")
-                    self.move_to(steps[steps.index(step) + 1])
-                elif passed and step == steps[-1]:
-                    self.print("Every step passes ✅. The book's 'Going further' pages are next.")
-                else:
-                    self.prepare_spare()
-                    if self.interactive:
-                        self.print(KEYS)
-            elif event == ("key", "h"):
-                self.print("\n" + hint_text(self.step))
-            elif event == ("key", "l"):
-                for step, title, where, state in status_rows():
-                    self.print(f"{'→' if step == self.step else ' '} {step}  {title:<46} {where:<18} {state}")
-            elif event == ("key", "n"):
-                self.move_to(steps[(steps.index(self.step) + 1) % len(steps)])
-            elif event == ("key", "r"):
-                self.start_run()
+                self.on_done(*event[1:])
+            elif event[0] == "key":
+                self.on_key(event[1])
         self.stop.set()
         self.cancel_run()
         if self.spare is not None:
