@@ -5,6 +5,11 @@ Cold means an empty MAX cache: MAX keeps compiled graphs and kernels under `MODU
 cache is never read, written or removed. Warm is the same command again, with that cache filled.
 Watch is what `make watch` does after a save: the quick checks, in a worker started ahead of time
 whose libraries are already imported (`watch-quick`), then every check (`watch-full`).
+
+Step 06 also gets its edit-to-verdict loop (`edit_to_verdict`): after a real edit of `layer_norm.mojo`,
+how long `mojo precompile` of the folder takes, then the checker's quick pass (`edit-quick`) and, after
+another edit, its full pass (`edit-full`), each as a multiple of that compile, measured in the same
+run; and the first full check of a folder never seen before (`new-folder`).
 """
 
 from __future__ import annotations
@@ -82,7 +87,91 @@ def measure_step(step: str, *, timeout: float = 600.0) -> list[dict]:
         runs=[round(run["seconds"], 2) for run in warm_runs],
     )
     rows = [{"step": step, "cache": "cold", **cold}, {"step": step, "cache": "warm", **warm}]
-    return rows + [{"step": step, "cache": cache, **entry} for cache, entry in watch.items()]
+    rows += [{"step": step, "cache": cache, **entry} for cache, entry in watch.items()]
+    if step == "06":
+        rows += [{"step": step, "cache": cache, **entry} for cache, entry in edit_to_verdict(timeout).items()]
+    return rows
+
+
+# Real edits of the fast kernel that keep it correct (each a new content: a new compile), applied in turn.
+KERNEL_EDITS = (
+    ("var mean = total / Float32(width)", "var mean = total * (1 / Float32(width))"),
+    ("col += 1\n", "col = col + 1\n"),
+    ("squares_lanes += centred * centred", "squares_lanes = squares_lanes + centred * centred"),
+)
+
+
+def edit_to_verdict(timeout: float = 600.0) -> dict:
+    """{"edit-quick": {...}, "edit-full": {...}, "new-folder": {...}} for step 06, on a copy of its solution.
+
+    The copy is checked in full first (its graphs and kernel built, as a learner's are before they edit), then
+    edited; each phase times `mojo precompile` of the edited folder, then the checker on it.
+    """
+    from tests.check.kit.kernel_harness import mojo_binary
+
+    scratch = Path(tempfile.mkdtemp(prefix="layernorm-bench-edit-"))
+    try:
+        folder = _solution_copy(scratch / "first" / "step_06")
+        warmed = _check_folder(folder, [], timeout)
+        found = {}
+        for phase, edit, extra in (("edit-quick", 0, ["--quick"]), ("edit-full", 1, [])):
+            _edit(folder, KERNEL_EDITS[edit])
+            compile_seconds = _precompile_seconds(mojo_binary(), folder, scratch)
+            entry = _check_folder(folder, extra, timeout)
+            entry.update(precompile_seconds=compile_seconds, ratio=entry["seconds"] / compile_seconds)
+            found[phase] = entry
+        fresh = _solution_copy(scratch / "second" / "step_06")
+        _edit(fresh, KERNEL_EDITS[2])
+        found["new-folder"] = _check_folder(fresh, [], timeout)
+        found["edit-quick"]["warmed_first"] = round(warmed["seconds"], 1)
+        return found
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _solution_copy(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for source in (REPO_ROOT / "solutions" / "solution_06").iterdir():
+        if source.is_file():
+            shutil.copy(source, folder / source.name.replace("solution_06", "step_06"))
+    return folder
+
+
+def _edit(folder: Path, change: tuple[str, str]) -> None:
+    kernel = folder / "layer_norm.mojo"
+    text = kernel.read_text()
+    if change[0] not in text:
+        raise ValueError(f"the solution's kernel no longer has {change[0]!r}: update KERNEL_EDITS")
+    kernel.write_text(text.replace(change[0], change[1], 1))
+
+
+def _precompile_seconds(mojo: Path, folder: Path, scratch: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run([str(mojo), "precompile", str(folder), "-o", str(scratch / "kernels.mojoc")], capture_output=True)
+    return time.perf_counter() - started
+
+
+def _check_folder(folder: Path, extra: list[str], timeout: float) -> dict:
+    """One checker run on a step 06 folder: its seconds, verdict, and where the time went (each check's seconds)."""
+    command = [sys.executable, "-m", "tests.check", "06", "--file", str(folder), "--device", "cpu", "--json", *extra]
+    started = time.perf_counter()
+    try:
+        process = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"seconds": time.perf_counter() - started, "passed": False, "error": f"timed out after {timeout:.0f} s"}
+    seconds = time.perf_counter() - started
+    try:
+        report = json.loads(process.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"seconds": seconds, "passed": False, "error": (process.stderr.strip().splitlines() or ["?"])[-1]}
+    checks = [c for c in report["checks"] if c["status"] != "skipped"]
+    return {
+        "seconds": seconds,
+        "passed": report["passed"],
+        "checks": len(checks),
+        "parts": {c["name"]: round(c["seconds"], 2) for c in checks if c["seconds"] >= 0.05},
+        "in_checks": round(sum(c["seconds"] for c in checks), 2),
+    }
 
 
 def _run_watch(step: str, env: dict, timeout: float) -> dict:

@@ -30,7 +30,7 @@ from tests.check.kit import kernels, layernorm, random_case, representable, tole
 from tests.zoo_helpers import expectation, zoo_cases
 
 SOLUTION_PACKAGE = REPO_ROOT / "solutions" / "solution_06"
-GPU_CHECKS = [check for check in step_06.checklist.checks if check.skip_if is step_06.gpu_skip]
+GPU_CHECKS = [check for check in step_06.checklist.checks if check.skip_if is kernels.gpu_skip]
 
 
 def options(*args: str):

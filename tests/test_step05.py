@@ -20,7 +20,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def test_skeleton_writes_no_figure(tmp_path):
     figure = tmp_path / "figure.png"
     result = subprocess.run(
-        [sys.executable, "-m", "tests.check", "05", "--plot", str(figure)],
+        [sys.executable, "-m", "tests.check", "05", "--file", "steps/step_05.py", "--plot", str(figure)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

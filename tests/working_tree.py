@@ -17,11 +17,15 @@ VENV_UP_TO_DATE = {"MAKEFLAGS": "o .venv/.ready"}
 
 
 def copy_working_tree(root: Path) -> Path:
-    """Copies every file git tracks or would track (ignored files left out) under `root`; returns `root`."""
+    """Copies every file git tracks or would track (ignored files left out) under `root`; returns `root`.
+
+    The learner's progress (`.checker/`) stays behind: a copy starts as a fresh clone does."""
     files = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     ).stdout.splitlines()
     for name in files:
+        if name.startswith(".checker/"):
+            continue
         if (REPO_ROOT / name).is_file():  # a deleted but still tracked file is listed too
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO_ROOT / name, root / name)

@@ -70,6 +70,7 @@ class Checklist:
     preload: tuple[str, ...] = ()
     add_arguments: Callable | None = None
     notes: Callable | None = None
+    prepare: Callable | None = None  # sees the Learner before the first check: work to start in the background
     after: Callable | None = None
     checks: list[Check] = field(default_factory=list)
 
@@ -284,6 +285,8 @@ def run_checklist(
     sandbox = Sandbox(path, path.stem, import_timeout=checklist.import_timeout, scale=scale, cancel=cancel, spare=spare)
     with sandbox:
         learner = Learner(sandbox, path, options)
+        if checklist.prepare:
+            checklist.prepare(learner)
         imports = _import_check(sandbox, path, checklist.import_hints)
         record(imports)
         blocked = imports.cause

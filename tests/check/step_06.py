@@ -1,9 +1,12 @@
 """Step 06 checklist: a LayerNorm kernel in Mojo, registered as a MAX custom op.
 
 The learner's step is a folder: a Mojo package (`layer_norm.mojo`) plus Python glue (`step_06.py`).
-The checks run the glue in the learner's process; it compiles the package. Every kernel output is
-judged against the float64 oracle here. The CPU checks always run on the CPU; the GPU checks (last)
-run where MAX sees a GPU (`--device auto|gpu`), and are skipped, saying why, where it sees none.
+The CPU kernel is judged first, called directly by the checker's harness (kit/kernel_harness): built
+once per content of the package, in the background while the glue is imported, on buffers with guard
+values around them, within a time budget measured against a plain loop. Then the glue runs in the
+learner's process: the compiled Module (which compiles MAX graphs: the slow checks). Every output is
+judged against the float64 oracle here. The GPU checks (last) run where MAX sees a GPU
+(`--device auto|gpu`), and are skipped, saying why, where it sees none.
 """
 
 from __future__ import annotations
@@ -13,29 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.check.kit import Checklist, Fail, LearnerError, expect_array, layernorm, max_side
-from tests.check.kit.kernels import (
-    GPU_MAX_GRID,
-    KERNEL_FILE,
-    NO_PACKAGE,
-    TODO_KERNEL,
-    case,
-    compiled_outputs_match,
-    compiler_message,
-    device_note,
-    gpu_matches_oracle,
-    gpu_run,
-    gpu_skip,
-    kernel_large_mean,
-    kernel_matches,
-    large_mean_case,
-    run_kernel,
-    speed_note,
-)
+from tests.check.kit import NOT_IMPORTED, Checklist, Fail, LearnerError, kernels, max_side
 
-SPEED_SHAPE = (4096, 768)
-COMPILED_EPS = 0.5  # the compiled-Module check's eps (not the default: a forward that drops self.eps shows)
-GPU_SHAPES = ((64, 768), (37, 771), (1, 771), (3, 771), (5, 1), (3, 4099), (2, 8192), (GPU_MAX_GRID + 5, 3))
+GPU_SHAPES = ((64, 768), (37, 771), (1, 771), (3, 771), (5, 1), (3, 4099), (2, 8192), (kernels.GPU_MAX_GRID + 5, 3))
 
 
 def add_arguments(parser) -> None:
@@ -46,9 +29,9 @@ def add_arguments(parser) -> None:
 
 def notes(options) -> list[str]:
     return [
-        device_note(options),
-        "The first run compiles your Mojo package and the MAX kernels (minutes on a slow machine);",
-        "after each edit of layer_norm.mojo the kernel graphs compile again (tens of seconds).",
+        kernels.device_note(options),
+        "Your kernel is compiled once per edit of the package (about ten seconds) and called directly; the",
+        "compiled Module's check then compiles MAX graphs (tens of seconds after an edit, minutes the first time).",
     ]
 
 
@@ -56,7 +39,7 @@ def speed(learner, options, report) -> list[str]:
     """Your compiled graph against the built-in's (a note, not a check), after a full run that passed."""
     if not report.passed or getattr(options, "quick", False) or getattr(options, "only", None):
         return []
-    return speed_note(learner, SPEED_SHAPE, COMPILED_EPS)  # the compiled check's graph: no new compile
+    return kernels.speed_note(learner, kernels.SPEED_SHAPE, kernels.COMPILED_EPS)  # the compiled check's graph
 
 
 checklist = Checklist(
@@ -69,111 +52,120 @@ checklist = Checklist(
     ),
     title="LayerNorm kernel in Mojo, as a MAX custom op",
     import_timeout=60.0,
-    default_timeout=300.0,  # CPU seconds: the first call of a kernel compiles its graph (a minute or two, cold)
+    default_timeout=300.0,  # CPU seconds: a cold compile of the Module's graphs takes a minute or two
     skeleton="steps/step_06/step_06.py",
     solution="solutions/solution_06/solution_06.py",
     add_arguments=add_arguments,
     notes=notes,
+    prepare=kernels.start_harness_build,  # the kernel compiles while the glue is imported
     after=speed,
 )
+KERNEL_CHECK = {"despite": (NOT_IMPORTED,)}  # the kernel is judged without the glue: a broken step_06.py hides nothing
 
 
-# -- the checks ---------------------------------------------------------------------------------
-@checklist.check("the Mojo package compiles (layer_norm.mojo)", timeout=300, always=True)
+# -- the CPU kernel, called directly ----------------------------------------------------------------
+@checklist.check("the Mojo package compiles (layer_norm.mojo)", always=True, **KERNEL_CHECK)
 def package_compiles(learner):
-    error = learner.probe(max_side.declare, 1e-5, during="compiling the Mojo package (declaring the op)")
-    if error:
+    build = kernels.harness_build(learner)
+    if build.binary is None:
         package = Path(learner.path).parent
-        raise Fail("The Mojo compiler says: " + compiler_message(error, package), blocks=NO_PACKAGE)
-    return ""
+        if not build.in_package:
+            raise Fail(
+                "The checker calls your kernel as MAX does, LayerNormFast[epsilon].execute[target](output, x, gamma, "
+                f"beta, ctx), and that call does not compile: {kernels.compiler_message(build.errors, package)}. "
+                "Keep the struct's name, its epsilon parameter and execute's signature as the skeleton has them.",
+                blocks=kernels.NO_PACKAGE,
+            )
+        raise Fail(
+            "The Mojo compiler says: " + kernels.compiler_message(build.errors, package), blocks=kernels.NO_PACKAGE
+        )
+    return "compiled earlier: reused" if build.cached else f"compiled in {build.seconds:.1f} s"
 
 
-@checklist.check("fast kernel, 64 x 768 (D a multiple of the SIMD width) matches the float64 oracle")
+@checklist.check(
+    "memory: with guard values around every buffer (5 x 771), each row is read and written in place", **KERNEL_CHECK
+)
+def memory(learner):
+    x, gamma, beta = kernels.case(9, 5, 771)  # 5 rows: a last row, and overlaps a wrong row offset cannot hide
+    kernels.harness_output(learner, x, gamma, beta, 1e-5, guarded_reads=True)  # guards, canaries, NaN
+    return "nothing read or written outside the rows"
+
+
+@checklist.check("fast kernel, 64 x 768 (D a multiple of the SIMD width) matches the float64 oracle", **KERNEL_CHECK)
 def matches_multiple_of_width(learner):
-    return kernel_matches(learner, *case(1, 64, 768), 1e-5)
+    return kernels.kernel_matches(learner, *kernels.case(1, 64, 768), 1e-5)
 
 
-@checklist.check("fast kernel, 37 x 771 (D not a multiple of the SIMD width: the tail) matches the oracle")
+@checklist.check(
+    "fast kernel, 37 x 771 (D not a multiple of the SIMD width: the tail) matches the oracle", **KERNEL_CHECK
+)
 def matches_with_tail(learner):
-    return kernel_matches(learner, *case(2, 37, 771), 1e-5)
+    return kernels.kernel_matches(learner, *kernels.case(2, 37, 771), 1e-5)
 
 
-@checklist.check("fast kernel, a single row and an odd row count (1 x 771, 3 x 771)")
+@checklist.check("fast kernel, a single row and an odd row count (1 x 771, 3 x 771)", **KERNEL_CHECK)
 def few_rows(learner):
-    kernel_matches(learner, *case(30, 3, 771), 1e-5)  # first: with three rows a missing one can be told apart
-    return kernel_matches(learner, *case(3, 1, 771), 1e-5)
+    kernels.kernel_matches(
+        learner, *kernels.case(30, 3, 771), 1e-5
+    )  # first: with three rows a missing one can be told apart
+    return kernels.kernel_matches(learner, *kernels.case(3, 1, 771), 1e-5)
 
 
-@checklist.check("epsilon is honoured (epsilon=10 shrinks the output as it should)")
+@checklist.check("epsilon is honoured (epsilon=10 shrinks the output as it should)", **KERNEL_CHECK)
 def epsilon_honoured(learner):
-    return kernel_matches(learner, *case(4, 5, 40), 10.0)
+    return kernels.kernel_matches(learner, *kernels.case(4, 5, 40), 10.0)
 
 
-@checklist.check("numerically stable: float32 rows around 1e4 with unit spread")
+@checklist.check("numerically stable: float32 rows around 1e4 with unit spread", **KERNEL_CHECK)
 def stable_large_mean(learner):
-    x, gamma, beta = large_mean_case(5, 771)
-    kernel_matches(learner, x - np.float32(1e4), gamma, beta, 1e-5)  # the same rows around 0: any other mistake
-    y, *_ = run_kernel(
-        learner, max_side.eager, x, gamma, beta, 1e-5, during="calling mojo_layer_norm on rows around 1e4"
-    )
-    return kernel_large_mean(y, x, gamma, beta)
+    x, gamma, beta = kernels.large_mean_case(5, 771)
+    kernels.kernel_matches(learner, x - np.float32(1e4), gamma, beta, 1e-5)  # the same rows around 0: any other mistake
+    return kernels.kernel_large_mean(kernels.harness_output(learner, x, gamma, beta, 1e-5), x, gamma, beta)
 
 
+@checklist.check("it is your kernel: layer_norm.mojo imports none of MAX's kernels", **KERNEL_CHECK)
+def own_kernel(learner):
+    kernel = Path(learner.path).parent / kernels.KERNEL_FILE
+    if kernel.exists() and re.search(r"^\s*(from|import)\s+nn\b", kernel.read_text(errors="replace"), re.M):
+        raise Fail(f"{kernels.KERNEL_FILE} imports MAX's kernel library (`nn`): write the loops yourself.")
+    return "no `nn` import"
+
+
+# -- the Python glue, in MAX: the compiled Module (its graphs compile: slow) -----------------------------
 # Runs after a TODO kernel too: the Python TODOs (forward, compile) show up first.
 @checklist.check(
-    "compiled Module with a symbolic batch and eps=0.5: one graph serves N=3 and N=50, and matches eager",
+    "compiled Module with a symbolic batch and eps=0.5: one graph serves N=3 and N=50, and matches the oracle",
     slow=True,
     timeout=600,
-    despite=(TODO_KERNEL,),
+    despite=(kernels.TODO_KERNEL,),
 )
 def compiled_module(learner):
-    _, gamma, beta = case(6, 1, SPEED_SHAPE[1])
-    xs = [case(60 + n, n, SPEED_SHAPE[1])[0] for n in (3, 50)]
-    eps = COMPILED_EPS
+    outputs, xs, gamma, beta, eps = kernels.compiled_run(learner)
     try:
-        outputs, eager, _ = run_kernel(
-            learner,
-            max_side.compiled_kernel,
-            SPEED_SHAPE[1],
-            gamma,
-            beta,
-            eps,
-            xs,
-            during="compiling and running compile_mojo_layer_norm(768)",
-        )
-    except LearnerError as error:
-        if re.search(r"expected .*shape \[Dim\(\d+\)", str(error)):
-            raise Fail(
-                "The compiled graph only takes one batch size: compile for a symbolic first dimension, "
-                f'TensorType(DType.float32, ["batch", dim], device_ref). [{error}]'
-            ) from None
-        raise
-    glue = (
-        "does forward pass this module's weight, bias and eps to the op, and does compile_mojo_layer_norm give "
-        "the module the weight and bias it was given?"
-    )
-    try:  # the first input is also the eager call's: the learner's kernel on these very weights
-        compiled_outputs_match(outputs[:1], xs[:1], gamma, beta, eps)
+        return f"max error {kernels.compiled_outputs_match(outputs, xs, gamma, beta, eps):.1e}"
     except Fail:
-        right = getattr(eager, "values", None)
-        if isinstance(right, np.ndarray) and right.shape == xs[0].shape:
-            if np.allclose(right, layernorm(xs[0], gamma, beta, eps), atol=1e-4):
-                raise Fail(f"The eager call is right, the compiled graph is not: the kernel is fine; {glue}") from None
-        raise
-    compiled_outputs_match(outputs[1:], xs[1:], gamma, beta, eps)
-    eager = expect_array(eager, "mojo_layer_norm (eager)", kind="max", shape=xs[0].shape)
-    difference = float(np.max(np.abs(outputs[0].values.astype(np.float64) - eager)))
-    if difference > 1e-5:
-        raise Fail(f"The compiled graph and the eager call differ by {difference:.2g} on the same input: {glue}")
-    return f"compiled vs eager: max difference {difference:.1e}"
+        if not kernels.kernel_right(learner, xs[0], gamma, beta, eps):
+            raise
+        raise Fail(
+            "Your kernel is right on this very input when the checker calls it, but the compiled graph is not: the "
+            "Python glue is wrong. Does forward pass this module's weight, bias and eps to the op, unchanged, and "
+            "does compile_mojo_layer_norm give the module the weight and bias it was given?"
+        ) from None
 
 
-@checklist.check("it is your kernel: the custom op runs and MAX's built-in layer_norm is never called")
+@checklist.check(
+    "your custom op is what runs: the compiled Module stages layer_norm_fast and never MAX's built-in layer_norm",
+    slow=True,
+)
 def not_the_builtin(learner):
-    run_kernel(learner, max_side.eager, *case(7, 2, 16), 1e-5, during="calling mojo_layer_norm")  # one call of its own
-    kernel = Path(learner.path).parent / KERNEL_FILE
-    if kernel.exists() and re.search(r"^\s*(from|import)\s+nn\b", kernel.read_text(errors="replace"), re.M):
-        raise Fail(f"{KERNEL_FILE} imports MAX's kernel library (`nn`): write the loops yourself.")
+    try:
+        kernels.compiled_run(learner)  # built by the check before, unless --only left it out
+    except (Fail, LearnerError):
+        if "staged" not in learner.memo:
+            raise Fail(
+                "Not judged: the compiled Module did not build (see the compiled Module's check).",
+                cause="the compiled Module did not build",
+            ) from None
     staged = learner.memo["staged"]
     if staged["builtin"]:
         raise Fail(
@@ -190,25 +182,27 @@ def not_the_builtin(learner):
 
 # -- the GPU checks: the same kernel's GPU path, where MAX sees a GPU -------------------------------
 def gpu_check(name: str, **options):
-    """A check of the GPU path: skipped, saying why, where the GPU kernel cannot run (gpu_skip)."""
-    return checklist.check(name, skip_if=gpu_skip, **options)
+    """A check of the GPU path: skipped, saying why, where the GPU kernel cannot run (kernels.gpu_skip)."""
+    return checklist.check(name, skip_if=kernels.gpu_skip, **options)
 
 
 @gpu_check(
     "GPU: the kernel on the GPU matches the oracle at 64 x 768, 37 x 771, 1 x 771, 3 x 771, 5 x 1, 3 x 4099, "
-    f"2 x 8192 and {GPU_MAX_GRID + 5} x 3"
+    f"2 x 8192 and {kernels.GPU_MAX_GRID + 5} x 3"
 )
 def gpu_matches(learner):
-    worst = max(gpu_matches_oracle(learner, *case(40 + i, n, d), 1e-5) for i, (n, d) in enumerate(GPU_SHAPES))
+    worst = max(
+        kernels.gpu_matches_oracle(learner, *kernels.case(40 + i, n, d), 1e-5) for i, (n, d) in enumerate(GPU_SHAPES)
+    )
     return f"max error {worst:.1e} over {len(GPU_SHAPES)} shapes"
 
 
 @gpu_check("GPU: numerically stable (rows around 1e4) and epsilon honoured (epsilon=10) on the GPU")
 def gpu_stable(learner):
     for seed, d in ((5, 771), (8, 768)):  # one scalar row, one that takes vector loads
-        x, gamma, beta = large_mean_case(seed, d)
-        message = kernel_large_mean(gpu_run(learner, x, gamma, beta, 1e-5), x, gamma, beta)
-    gpu_matches_oracle(learner, *case(4, 5, 40), 10.0)
+        x, gamma, beta = kernels.large_mean_case(seed, d)
+        message = kernels.kernel_large_mean(kernels.gpu_run(learner, x, gamma, beta, 1e-5), x, gamma, beta)
+    kernels.gpu_matches_oracle(learner, *kernels.case(4, 5, 40), 10.0)
     return message
 
 
@@ -218,10 +212,10 @@ def gpu_stable(learner):
     timeout=600,
 )
 def gpu_compiled(learner):
-    _, gamma, beta = case(6, 1, SPEED_SHAPE[1])
-    xs, eps = [case(60 + n, n, SPEED_SHAPE[1])[0] for n in (3, 50)], COMPILED_EPS
+    _, gamma, beta = kernels.case(6, 1, kernels.SPEED_SHAPE[1])
+    xs, eps = [kernels.case(60 + n, n, kernels.SPEED_SHAPE[1])[0] for n in (3, 50)], kernels.COMPILED_EPS
     try:
-        outputs = run_kernel(
+        outputs = kernels.run_kernel(
             learner,
             max_side.compiled_kernel_on_gpu,
             getattr(learner.options, "device", "auto"),
@@ -241,4 +235,4 @@ def gpu_compiled(learner):
             'device, layer.to(device), and compile for TensorType(DType.float32, ["batch", dim], '
             "DeviceRef.from_device(device))."
         ) from None
-    return f"max error {compiled_outputs_match(outputs, xs, gamma, beta, eps, gpu=True):.1e}"
+    return f"max error {kernels.compiled_outputs_match(outputs, xs, gamma, beta, eps, gpu=True):.1e}"

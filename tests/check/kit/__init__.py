@@ -1,7 +1,8 @@
 """The vocabulary of a checklist: a step's checklist imports from this package only.
 
 Judge side (plain data in, verdicts out):
-- `Checklist`, `Fail`: declare checks; a `Fail` is the ❌ and its hint (`blocks=` stops later checks).
+- `Checklist`, `Fail`: declare checks; a `Fail` is the ❌ and its hint (`blocks=` stops later checks;
+  `NOT_IMPORTED` is the block of a file that does not import, for checks that run `despite` it).
 - `layernorm`, `layernorm_grads`: the float64 oracles. `random_case`, `upstream_gradient`: inputs.
 - `expect_array` (NumPy arrays and torch/MAX tensors alike), `expect_tuple`, `expect_close`,
   `relative_error`, `error_hints`, `judge_large_mean`: validators whose failures say what is wrong.
@@ -10,13 +11,23 @@ Judge side (plain data in, verdicts out):
 - `max_module`: judging a MAX LayerNorm module (step 03): the run's dtype and tolerances, its forward, its graph.
 - `torch_module`: judging a PyTorch LayerNorm module (step 04): PyTorch's fixes, forward, gradients, state_dict.
 - `transformer`: judging step 05's blocks (LayerNorm placement, the residual) and its experiment, and its figure.
-- `kernels`: judging a LayerNorm kernel's output (step 06): where it is wrong, and the kernel probes' failures.
+- `kernels`: judging a LayerNorm kernel's output (step 06): where it is wrong, and the kernel probes' failures;
+  `kernel_harness` builds and calls the CPU kernel directly, on guarded buffers, within a time budget.
 Learner side (probes, run in the learner's process through `learner.probe`):
 - `numpy_side`, `torch_side`, `max_side`: the adapters and probes of each framework's steps.
 """
 
-from tests.check.engine import REPO_ROOT, Checklist, Fail, Learner
-from tests.check.kit import kernels, max_module, max_side, numpy_side, torch_module, torch_side, transformer
+from tests.check.engine import NOT_IMPORTED, REPO_ROOT, Checklist, Fail, Learner
+from tests.check.kit import (
+    kernel_harness,
+    kernels,
+    max_module,
+    max_side,
+    numpy_side,
+    torch_module,
+    torch_side,
+    transformer,
+)
 from tests.check.kit.judging import (
     Mistake,
     error_hints,

@@ -2,7 +2,7 @@
 
 Judge side: the kernel's catalogued mistakes, the positional patterns of a wrong output (rows, the SIMD tail, a
 GPU block's sweep, rows past the grid), the Mojo compiler's messages, and `run_kernel`, which runs a kernel probe
-(`max_side.eager`, ...) in the learner's process and turns a kernel's failures into hints.
+(`max_side.compiled_kernel`, ...) in the learner's process and turns a kernel's failures into hints.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.check.engine import REPO_ROOT, Fail
-from tests.check.kit import max_side
+from tests.check.kit import kernel_harness, max_side
 from tests.check.kit.judging import Mistake, expect_array, expect_close, judge_large_mean, layernorm, random_case
 from tests.check.kit.mistakes import forward_mistakes
 from tests.check.sandbox import LearnerError
@@ -133,9 +133,9 @@ def run_kernel(learner, probe, *args, during: str, gpu: bool = False):
 
 
 def kernel_output(value, x, gamma, beta, eps, name="mojo_layer_norm(x, gamma, beta)", diagnose=None) -> np.ndarray:
-    """The kernel's output as float32 values, or Fail naming what is wrong, and where (`diagnose`: the
-    positional patterns to look for, the CPU kernel's by default)."""
-    y = getattr(value, "values", None)
+    """The kernel's output (a MAX tensor, or the harness's array) as float32 values, or Fail naming what is wrong,
+    and where (`diagnose`: the positional patterns to look for, the CPU kernel's by default)."""
+    y = value if isinstance(value, np.ndarray) else getattr(value, "values", None)
     if isinstance(y, np.ndarray) and y.shape == x.shape:  # before the NaN check: unwritten memory holds garbage
         try:
             expect_close(
@@ -145,6 +145,9 @@ def kernel_output(value, x, gamma, beta, eps, name="mojo_layer_norm(x, gamma, be
             if "differs from the float64 oracle" not in str(failure):
                 raise  # a catalogued mistake, named
             (diagnose or diagnose_positions)(np.asarray(y, np.float64), x, gamma, beta, eps)
+            diagnose_statistics(np.asarray(y, np.float64), x, gamma, beta, eps)
+    if isinstance(value, np.ndarray):
+        return expect_array(value, name, shape=x.shape, dtype="float32")
     return expect_array(
         value,
         name,
@@ -153,6 +156,52 @@ def kernel_output(value, x, gamma, beta, eps, name="mojo_layer_norm(x, gamma, be
         dtype="float32",
         shape_hint='Compile for TensorType(DType.float32, ["batch", dim], ...): a symbolic first dimension.',
     )
+
+
+def diagnose_statistics(y, x, gamma, beta, eps) -> None:
+    """Fail naming a wrong mean or variance when every row is still an affine function of its x, as LayerNorm is:
+    (y - beta) / gamma = (x - mean') * rstd' row by row. The mean' and rstd' the kernel used, read off the fit,
+    say what went wrong: a sum divided by the wrong count (Welford's count, the vectors' columns) or a variance
+    that is off by the same factor in every row."""
+    n, d = x.shape
+    if d < 8 or not np.all(np.isfinite(y)):
+        return
+    x64 = np.asarray(x, np.float64)
+    t = (y - np.asarray(beta, np.float64)) / np.asarray(gamma, np.float64)
+    centred = x64 - x64.mean(axis=1, keepdims=True)
+    slope = (centred * (t - t.mean(axis=1, keepdims=True))).sum(axis=1) / (centred**2).sum(axis=1)
+    intercept = t.mean(axis=1) - slope * x64.mean(axis=1)
+    residual = np.abs(t - (slope[:, None] * x64 + intercept[:, None])).max(axis=1)
+    if np.any(residual > 1e-3 * np.abs(t).max(axis=1)) or np.any(slope <= 0):
+        return  # not LayerNorm-shaped row by row: a positional mistake, or gamma and beta misread
+    mean, var = x64.mean(axis=1), x64.var(axis=1)
+    used_mean, used_var = -intercept / slope, 1 / slope**2 - eps
+    spread = np.sqrt(var)
+    if np.any(np.abs(used_mean - mean) > 1e-3 * (np.abs(mean) + spread)):
+        factor = float((used_mean * mean).sum() / (mean * mean).sum())  # used_mean = factor * mean, fitted
+        divisor = d / factor if factor > 0 else np.nan
+        if np.all(np.abs(used_mean - factor * mean) <= 1e-3 * spread) and abs(divisor - round(divisor)) < 0.01:
+            raise Fail(
+                f"The mean is the row's sum divided by {round(divisor)}, not by D = {d}, in every row: divide by the "
+                "number of values summed, Float32(width) (with Welford's update, the count goes up by one per value)."
+            )
+        raise Fail(
+            "The mean is wrong in every row, while each row is still scaled and shifted as one: check the sum "
+            "of the row (every column, once) and the division by D."
+        )
+    scale = used_var / var
+    if np.allclose(scale, np.median(scale), rtol=1e-3):
+        divisor = d / float(np.median(scale))
+        if abs(divisor - round(divisor)) < 0.01 and round(divisor) != d:
+            raise Fail(
+                f"The mean is right but the variance is the sum of squares divided by {round(divisor)}, not by "
+                f"D = {d}, in every row: var = sum((x - mean)²) / D (with Welford's update, M2 / count, and the "
+                "count is D at the end)."
+            )
+        raise Fail(
+            f"The mean is right but the variance is {float(np.median(scale)):.3g} times the right one in every row: "
+            "var = sum((x - mean)²) / D, then rstd = 1 / sqrt(var + Self.epsilon)."
+        )
 
 
 def kernel_mistakes(x, gamma, beta, eps) -> list:
@@ -165,26 +214,273 @@ def kernel_mistakes(x, gamma, beta, eps) -> list:
                 lambda: layernorm(x.reshape(d, n), gamma[:n], beta[:n], eps).reshape(n, d),
             )
         )
+    if 1 < n <= d:  # gamma or beta read at the row index: one scale (or shift) per row instead of per column
+        xhat = layernorm(x, 1.0, 0.0, eps)
+        per_row = {"gamma": gamma[:n, None], "beta": beta[:n, None]}
+        for name, shape in (("gamma", "scale"), ("beta", "shift")):
+            scale = per_row["gamma"] if name == "gamma" else gamma
+            shift = per_row["beta"] if name == "beta" else beta
+            mistakes.append(
+                Mistake(
+                    f"{name} is read at the row index: each row gets one {shape}, {name}[row]. {name} has one value "
+                    f"per column, the same for every row: load it at col, {name}_ptr.unsafe_load[width=W](col)",
+                    lambda scale=scale, shift=shift: xhat * scale + shift,
+                )
+            )
     return mistakes
 
 
-def eager_output(learner, x, gamma, beta, eps) -> np.ndarray:
-    y, _, inputs_after = run_kernel(
-        learner,
-        max_side.eager,
-        x,
-        gamma,
-        beta,
-        eps,
-        during=f"calling mojo_layer_norm on a {x.shape[0]}x{x.shape[1]} input",
-    )
-    for name, before, after in zip(("x", "gamma", "beta"), (x, gamma, beta), inputs_after, strict=True):
-        if not np.array_equal(getattr(after, "values", None), before):
+# -- the CPU kernel, called by the checker's own harness (kernel_harness) -----------------------------------
+KERNEL_HANGS = "your kernel never returns (see above)."
+KERNEL_CRASHED = "your kernel crashed the process (see above)."
+COLUMN_LOOPS = (
+    "Every loop over a row must stop at its end: `while col < width` (not <=), a full vector only while "
+    "col + W <= width, then the last width % W columns one at a time"
+)
+
+
+def harness_build(learner):
+    """The built harness for the learner's package (started by `start_harness_build` when the run began)."""
+    builder = learner.memo.get("harness") or start_harness_build(learner)
+    return builder.result()
+
+
+def start_harness_build(learner):
+    """Starts compiling the learner's kernel into the checker's harness, beside whatever runs next."""
+    if "harness" not in learner.memo:
+        scale = getattr(learner.options, "timeout_scale", None) or 1.0
+        learner.memo["harness"] = kernel_harness.Builder(Path(learner.path).parent, scale)
+    return learner.memo["harness"]
+
+
+def harness_output(learner, x, gamma, beta, eps, guarded_reads: bool = False) -> np.ndarray:
+    """The learner's CPU kernel on (x, gamma, beta, eps), called directly on guarded buffers: its output as float32
+    values, or Fail naming a hang, a crash, a raised error or a memory mistake (reads or writes outside the rows)."""
+    build = harness_build(learner)
+    if build.binary is None:
+        raise Fail(f"Not run: {NO_PACKAGE}", blocks=NO_PACKAGE)
+    scale = getattr(learner.options, "timeout_scale", None) or 1.0
+    call = kernel_harness.run(build.binary, x, gamma, beta, eps, scale)
+    judge_call(call, x, gamma, beta, eps, guarded_reads=guarded_reads)
+    return call.y
+
+
+def judge_call(call, x, gamma, beta, eps, *, guarded_reads: bool = True) -> None:
+    """Fail naming what went wrong in one call, worst first: it did not return, it raised or crashed, it wrote
+    outside its output or into its inputs, it stored or read rows at the wrong place, it left outputs unwritten,
+    it read past the end of an input (`guarded_reads`: where the input's rows are moderate, so that a NaN can only
+    come from the NaN around them). Only the output's final values can vary between runs (threads); every verdict
+    here rests on what cannot: which memory was touched, and what the untouched memory still holds."""
+    n, d = x.shape
+    shape = f"a {n}x{d} input"
+    if call.outcome == "stalled":
+        raise Fail(_stalled(call, shape), blocks=KERNEL_HANGS)
+    if call.outcome == "raised":
+        raised = re.search(r"Unhandled exception caught during execution: (.+)", call.message)
+        text = (raised.group(1) if raised else call.message.splitlines()[-1] if call.message else "").strip()
+        if "TODO" in text:
             raise Fail(
-                f"The kernel wrote into its input `{name}`: store results only through the output pointer "
-                "(y_ptr); x, gamma and beta are read, never written."
+                f'Still a TODO: the fast kernel raises "{text}". Write `layer_norm_fast` in {KERNEL_FILE}, '
+                "replacing the `raise`.",
+                blocks=TODO_KERNEL,
             )
-    return kernel_output(y, x, gamma, beta, eps)
+        raise Fail(f"The kernel raised an error on {shape}: {text or 'no message'}.")
+    if call.outcome == "crashed":
+        if call.signal_name == "SIGXFSZ":
+            raise Fail(
+                f"The kernel printed more than {kernel_harness.OUTPUT_BYTES >> 20} MB on {shape} and was stopped: "
+                "remove the print from its loop."
+            )
+        raise Fail(
+            f"The kernel crashed the process ({call.signal_name}) on {shape}: a load or store far outside its "
+            "buffers. Row r starts at r * width; check every unsafe_offset, unsafe_load and unsafe_store.",
+            cause=KERNEL_CRASHED,
+        )
+    width = f"W = {call.simd_width}" if call.simd_width else "W"
+    written_after = np.flatnonzero(call.after != kernel_harness.CANARY)
+    if written_after.size:
+        past = int(written_after[-1]) + 1
+        columns = f"column {d}" if past == 1 else f"columns {d}..{d + past - 1}"
+        raise Fail(
+            f"The kernel writes past the end of its rows: the last row stored {past} value{'s' * (past > 1)} after "
+            f"the end of y ({columns} of a {d}-wide row), and every other row does the same into the start of the "
+            f"next row. {COLUMN_LOOPS.replace('W', width, 1)}."
+        )
+    if (call.before != kernel_harness.CANARY).any():
+        raise Fail("The kernel writes before the start of y: a store at a negative offset (row - 1, or col - 1?).")
+    if call.inputs_changed:
+        name = call.inputs_changed[0]
+        raise Fail(
+            f"The kernel wrote into its input `{name}`: store results only through the output pointer (y_ptr); "
+            "x, gamma and beta are read, never written."
+        )
+    expected = layernorm(x, gamma, beta, eps)
+    _judge_addresses(call.y, x, gamma, beta, eps, expected)
+    if guarded_reads:
+        _judge_reads_past_the_end(call.y, x, expected, width)
+
+
+def _stalled(call, shape: str) -> str:
+    """A kernel over its time budget: how long it had, and what its output says about where it stopped."""
+    unwritten = call.y == kernel_harness.CANARY
+    n = call.y.shape[0]
+    told = (
+        f"Your kernel did not return within {call.budget:.1f} s on {shape}, where the plain reference loop took "
+        f"{call.reference_seconds * 1e3:.2f} ms in the same process: a loop never ends. "
+    )
+    if unwritten.all():
+        return told + (
+            "It had written no output yet, so the loop is in the statistics (the mean or the variance pass): does "
+            "each loop advance its counter (col += W in the vector loop, col += 1 in the tail) and end "
+            "(while col + W <= width, then while col < width)?"
+        )
+    done = int((~unwritten).all(axis=1).sum())
+    return told + (
+        f"It had written {int((~unwritten).sum())} of the {unwritten.size} outputs ({done} of {n} rows whole), so a "
+        "loop in the output pass, or in a later row, never ends: does it advance col, and stop at width?"
+    )
+
+
+# The row offsets a kernel may use by mistake, as a hint names each (r: the row, n: the rows, d: the width).
+OFFSETS = {
+    "at row * width": lambda r, n, d: r * d,
+    "at element `row` (row, not row * width)": lambda r, n, d: r,
+    "at element 0 (the row index is not used)": lambda r, n, d: 0,
+    "at the next row's start, (row + 1) * width": lambda r, n, d: (r + 1) * d,
+    "at the next row's start, ((row + 1) % rows) * width": lambda r, n, d: ((r + 1) % n) * d,
+    "at row * (width - 1)": lambda r, n, d: r * (d - 1),
+    "at row * (width + 1)": lambda r, n, d: r * (d + 1),
+}
+RIGHT = "at row * width"
+
+
+def _rows_read_at(x, offset, gamma, beta, eps) -> np.ndarray:
+    """The output of a LayerNorm whose row r reads x from element offset(r) on (NaN past the ends, as there)."""
+    n, d = x.shape
+    padded = np.concatenate([x.ravel().astype(np.float64), np.full(d * 2 + 2, np.nan)])
+    rows = np.stack([padded[offset(r, n, d) : offset(r, n, d) + d] for r in range(n)])
+    return layernorm(rows, gamma, beta, eps)
+
+
+def _explains(y, values, store, written, atol) -> bool:
+    """Whether storing row r's `values` from element store(r) on gives exactly the cells written in `y`, each
+    equal to one of the values stored there (overlapping rows: whichever thread came last)."""
+    n, d = y.shape
+    flat, covered, best = y.ravel().astype(np.float64), np.zeros(n * d, bool), np.full(n * d, np.inf)
+    for r in range(n):
+        start = store(r, n, d)
+        if start < 0 or start + d > n * d:
+            return False  # it would have written outside y, which the guards would have shown
+        cells = slice(start, start + d)
+        covered[cells] = True
+        gap = np.abs(flat[cells] - values[r])
+        gap[np.isnan(flat[cells]) & np.isnan(values[r])] = 0.0
+        best[cells] = np.minimum(best[cells], np.nan_to_num(gap, nan=np.inf))
+    return bool(np.array_equal(covered, written) and np.all(best[written] <= atol))
+
+
+def _judge_addresses(y, x, gamma, beta, eps, expected) -> None:
+    """Fail naming a row offset that is not row * width (where the rows were read or stored), or outputs never
+    written (the tail, whole rows), when the cells the kernel wrote say so unambiguously."""
+    n, d = x.shape
+    written = (y != kernel_harness.CANARY).ravel()
+    if _explains(y, expected, OFFSETS[RIGHT], written, ATOL):
+        return
+    if n > 1:
+        for read_name, read in OFFSETS.items():
+            values = expected if read_name == RIGHT else _rows_read_at(x, read, gamma, beta, eps)
+            for store_name, store in OFFSETS.items():
+                if (read_name, store_name) != (RIGHT, RIGHT) and _explains(y, values, store, written, ATOL):
+                    raise Fail(_misplaced(read_name, store_name))
+    if not written.any():
+        raise Fail("The kernel returned without writing any output: store each row's result through y_ptr.")
+    unwritten = y == kernel_harness.CANARY
+    if not unwritten.any():
+        return
+    rows, columns = unwritten.all(axis=1), unwritten.all(axis=0)
+    first = int(np.flatnonzero(columns)[0]) if columns.any() else d
+    if columns[first:].all() and np.array_equal(unwritten, np.broadcast_to(columns, unwritten.shape)):
+        head = slice(None, first)
+        sums = any(
+            np.allclose(y[:, head], statistics_of_first(first, divisor, x, gamma, beta, eps)[:, head], atol=ATOL)
+            for divisor in (first, d)
+        )
+        also = f", and the statistics sum only the first {first} columns too" if sums and first < d else ""
+        columns = (
+            f"Column {first} of every row is never written"
+            if first == d - 1
+            else f"Columns {first}..{d - 1} of every row are never written"
+        )
+        raise Fail(
+            f"{columns} (the checker's canary values are still there): the tail is dropped{also}. "
+            f"After each vector loop, handle the last {d - first} column{'s' * (d - first > 1)} one at a time "
+            "(and divide the sums by D)."
+        )
+    if np.array_equal(unwritten, np.broadcast_to(rows[:, None], unwritten.shape)):
+        bad = np.flatnonzero(rows)
+        if bad[0] == n - len(bad):
+            raise Fail(
+                f"The last {count(len(bad), 'row')} never written: the row loop stops early. Run normalise_row for "
+                "every row, parallelize(normalise_row, rows), with rows = x.shape()[0]."
+            )
+        listed = ", ".join(map(str, bad[:5])) + ("…" if len(bad) > 5 else "")
+        raise Fail(f"Rows {listed} are never written: run normalise_row for every row, rows = x.shape()[0].")
+    where = tuple(int(i) for i in np.argwhere(unwritten)[0])
+    raise Fail(
+        f"{int(unwritten.sum())} outputs are never written (first at {where}; the checker's canary values are still "
+        "there): every row's every column must be stored, the tail included."
+    )
+
+
+def _misplaced(read: str, store: str) -> str:
+    if read == store:
+        return (
+            f"Each row is read and stored {read} instead of at row * width: row r of x and of y starts at r * width "
+            "(xs = x_ptr.unsafe_offset(row * width), ys = y_ptr.unsafe_offset(row * width))."
+        )
+    if read == RIGHT:
+        return (
+            f"Each row's result lands in the wrong place: it is stored {store} instead of at row * width "
+            "(ys = y_ptr.unsafe_offset(row * width))."
+        )
+    stored = "" if store == RIGHT else f", and stored {store}"
+    return (
+        f"Each row is read from x {read} instead of at row * width{stored}: row r starts at r * width "
+        "(xs = x_ptr.unsafe_offset(row * width))."
+    )
+
+
+def _judge_reads_past_the_end(y, x, expected, width: str) -> None:
+    """Fail when NaN came out where the checker put NaN around the inputs: a read past the end of x, gamma or beta."""
+    leaked = np.isnan(y) & ~np.isnan(expected)
+    if not leaked.any():
+        return
+    n, d = x.shape
+    rows = leaked.any(axis=1)
+    if rows[-1] and not rows[:-1].any():
+        raise Fail(
+            "The last row came out NaN: it read past the end of x, where the checker put NaN (every other row read "
+            f"the first values of the next row instead). {COLUMN_LOOPS.replace('W', width, 1)}."
+        )
+    if n > 1 and not rows[0] and np.allclose(y[0], expected[0], atol=ATOL):
+        raise Fail(
+            "Row 0 is right and later rows came out NaN: they read gamma or beta past their end, where the "
+            "checker put NaN. gamma and beta hold one value per column, the same for every row: read them at col, "
+            "not at row * width + col."
+        )
+    raise Fail(
+        f"NaN came out in {int(leaked.sum())} places (first at {tuple(int(i) for i in np.argwhere(leaked)[0])}) on "
+        "rows of moderate values: the kernel read outside x, gamma or beta, where the checker put NaN. Check each "
+        "offset and loop bound."
+    )
+
+
+def kernel_matches(learner, x, gamma, beta, eps) -> str:
+    """The learner's CPU kernel (called directly) against the oracle, every mistake named where it can be."""
+    y = kernel_output(harness_output(learner, x, gamma, beta, eps), x, gamma, beta, eps)
+    return expect_close(
+        y, layernorm(x, gamma, beta, eps), name="y", atol=ATOL, mistakes=kernel_mistakes(x, gamma, beta, eps)
+    )
 
 
 def count(k: int, noun: str) -> str:
@@ -243,11 +539,50 @@ def diagnose_positions(y, x, gamma, beta, eps) -> None:
                 )
 
 
-def kernel_matches(learner, x, gamma, beta, eps) -> str:
-    y = eager_output(learner, x, gamma, beta, eps)
-    return expect_close(
-        y, layernorm(x, gamma, beta, eps), name="y", atol=ATOL, mistakes=kernel_mistakes(x, gamma, beta, eps)
-    )
+# -- the compiled Module (step 06's glue), built in the learner's process --------------------------------------
+SPEED_SHAPE = (4096, 768)  # the compiled Module's width, and the speed line's shape
+COMPILED_EPS = 0.5  # the compiled-Module check's eps (not the default: a forward that drops self.eps shows)
+
+
+def compiled_run(learner):
+    """compile_mojo_layer_norm(768) built once per run, in the learner's process, and run on N=3 and N=50: its
+    outputs with their inputs. What MAX staged meanwhile lands in learner.memo["staged"]."""
+    _, gamma, beta = case(6, 1, SPEED_SHAPE[1])
+    xs = [case(60 + n, n, SPEED_SHAPE[1])[0] for n in (3, 50)]
+    if "compiled" not in learner.memo:
+        try:
+            outputs, _ = run_kernel(
+                learner,
+                max_side.compiled_kernel,
+                SPEED_SHAPE[1],
+                gamma,
+                beta,
+                COMPILED_EPS,
+                xs,
+                during="compiling and running compile_mojo_layer_norm(768)",
+            )
+            learner.memo["compiled"] = outputs
+        except LearnerError as error:
+            learner.memo["compiled"] = error
+            if re.search(r"expected .*shape \[Dim\(\d+\)", str(error)):
+                learner.memo["compiled"] = Fail(
+                    "The compiled graph only takes one batch size: compile for a symbolic first dimension, "
+                    f'TensorType(DType.float32, ["batch", dim], device_ref). [{error}]'
+                )
+        except Fail as verdict:
+            learner.memo["compiled"] = verdict
+    if isinstance(learner.memo["compiled"], Exception):
+        raise learner.memo["compiled"]
+    return learner.memo["compiled"], xs, gamma, beta, COMPILED_EPS
+
+
+def kernel_right(learner, x, gamma, beta, eps) -> bool:
+    """Whether the learner's kernel, called directly, is right on this input (so a wrong graph is the glue's)."""
+    try:
+        y = harness_output(learner, x, gamma, beta, eps)
+    except Fail:
+        return False
+    return bool(np.allclose(y, layernorm(x, gamma, beta, eps), atol=1e-4))
 
 
 def case(seed, n, d):
@@ -262,7 +597,8 @@ def large_mean_case(seed: int, d: int):
 
 def kernel_large_mean(y, x, gamma, beta) -> str:
     fix = "Take the mean first, then average (x - mean)² in a second pass over the row (or use Welford's update)."
-    return judge_large_mean(y, x, gamma, beta, limit=2e-2, fix=fix, name="mojo_layer_norm(x, gamma, beta)", kind="max")
+    kind = "numpy" if isinstance(y, np.ndarray) else "max"  # the harness's array, or a MAX tensor (GPU)
+    return judge_large_mean(y, x, gamma, beta, limit=2e-2, fix=fix, name="mojo_layer_norm(x, gamma, beta)", kind=kind)
 
 
 # -- the GPU path ---------------------------------------------------------------------------------

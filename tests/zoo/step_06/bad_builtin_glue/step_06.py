@@ -1,4 +1,4 @@
-"""EXPECT: your kernel :: built-in
+"""EXPECT: your custom op is what runs :: built-in
 
 The glue calls MAX's F.layer_norm: right numbers, not the learner's kernel.
 """

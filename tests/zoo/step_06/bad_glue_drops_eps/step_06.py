@@ -1,4 +1,4 @@
-"""EXPECT: compiled Module :: the kernel is fine
+"""EXPECT: compiled Module :: the Python glue is wrong
 
 forward leaves eps out of the op call: the kernel is right, the glue is not.
 """

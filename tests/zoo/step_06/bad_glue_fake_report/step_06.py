@@ -1,4 +1,4 @@
-"""EXPECT: 64 x 768 :: differs from the float64 oracle
+"""EXPECT: compiled Module :: the Python glue is wrong
 
 Prints a fake report of passed checks and 5 MB of output on every call, then returns a wrong result.
 """

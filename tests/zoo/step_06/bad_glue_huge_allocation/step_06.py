@@ -1,4 +1,4 @@
-"""EXPECT: 64 x 768 :: GiB of memory
+"""EXPECT: compiled Module :: GiB of memory
 
 mojo_layer_norm allocates far more memory than a check is given, 1 GiB at a time.
 """

@@ -1,4 +1,4 @@
-"""EXPECT: 64 x 768 :: differs from the float64 oracle
+"""EXPECT: compiled Module :: the Python glue is wrong
 
 Patches NumPy's comparisons at import to say 'equal', then returns its input unnormalised.
 """

@@ -1,6 +1,5 @@
-# EXPECT: 64 x 768 :: CPU
-# Spins forever inside the kernel: caught by the CPU-time limit (scaled down here).
-# OPTIONS: --timeout-scale 0.25
+# EXPECT: memory :: did not return within
+# Spins forever inside the kernel: stopped by the kernel's time budget, seconds after its compile.
 """LayerNorm kernels for MAX: a naive scalar one (given) and a fast one (yours).
 
 The fast one uses SIMD across a row and threads across rows. Both compute, for each row of

@@ -1,4 +1,4 @@
-# EXPECT: a single row :: last 1 row
+# EXPECT: a single row :: The last 1 row is never written
 # Hands out an even number of rows, so the last of an odd count is never normalised.
 """LayerNorm kernels for MAX: a naive scalar one (given) and a fast one (yours).
 

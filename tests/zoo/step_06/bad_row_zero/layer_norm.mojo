@@ -1,4 +1,4 @@
-# EXPECT: 64 x 768 :: row 0
+# EXPECT: memory :: read from x at element 0
 # Every row reads row 0.
 """LayerNorm kernels for MAX: a naive scalar one and a fast one.
 

@@ -1,4 +1,4 @@
-# EXPECT: 64 x 768 :: wrong row
+# EXPECT: memory :: lands in the wrong place
 # Writes row r's result into row r + 1.
 """LayerNorm kernels for MAX: a naive scalar one and a fast one.
 
