@@ -94,10 +94,16 @@ def parse_shapes(text: str) -> list[tuple[int, int]]:
 
 # -- which files to measure -------------------------------------------------------------------------------
 def solution_sources(impl: impls.Impl, solutions_dir: Path) -> dict[str, str | None]:
+    """pass -> the file it loads: a solution from `solutions_dir`, the benchmark's own files from the repository."""
     sources = {}
     for pass_ in impl.passes:
         relative = impl.sources.get(pass_)
-        sources[pass_] = str(solutions_dir / Path(relative).relative_to("solutions")) if relative else None
+        if not relative:
+            sources[pass_] = None
+        elif Path(relative).parts[0] == "solutions":
+            sources[pass_] = str(solutions_dir / Path(relative).relative_to("solutions"))
+        else:
+            sources[pass_] = str(REPO_ROOT / relative)
     return sources
 
 
@@ -121,9 +127,15 @@ def passing_steps(steps: list[str]) -> dict[str, str]:
 
 
 def mine_entries(selected: list[impls.Impl]) -> tuple[list[dict], list[dict]]:
-    """Your step files, measured like the solutions they mirror, for each pass whose step's checks pass."""
+    """Your step files, measured like the solutions they mirror, for each pass whose step's checks pass.
+
+    Only solutions have a step of yours to mirror: the benchmark's own files (numpy-tuned) do not."""
     steps_of = {
-        impl.name: {pass_: re.search(r"solution_(\d+)", source).group(1) for pass_, source in impl.sources.items()}
+        impl.name: {
+            pass_: found.group(1)
+            for pass_, source in impl.sources.items()
+            if (found := re.match(r"solutions/solution_(\d+)", source))
+        }
         for impl in selected
     }
     verdicts = passing_steps(sorted({step for steps in steps_of.values() for step in steps.values()}))

@@ -26,12 +26,9 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     """
     # ANCHOR: forward
     mean = x.mean(axis=1, keepdims=True)                         # (N, 1)
-    y = x - mean                                                 # (N, D): centred; the one new array
-    var = np.vecdot(y, y)[:, None] / x.shape[1]                  # (N, 1), biased: divides by D
+    var = ((x - mean) ** 2).mean(axis=1, keepdims=True)          # (N, 1), biased: divides by D
     rstd = 1.0 / np.sqrt(var + eps)                              # (N, 1), eps inside the sqrt
-    y *= rstd                                                    # xhat, in place from here on
-    y *= np.reshape(gamma, (1, -1))                              # (1, D) broadcasts over rows
-    y += np.reshape(beta, (1, -1))
+    y = (x - mean) * rstd * np.reshape(gamma, (1, -1)) + np.reshape(beta, (1, -1))  # (N, D)
     # ANCHOR_END: forward
     cache = (x, mean, rstd, gamma)  # small: xhat is recomputed in backward
     return y.astype(x.dtype, copy=False), cache

@@ -27,12 +27,10 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     """
     # ANCHOR: forward
     mean = x.mean(axis=1, keepdims=True)                         # (N, 1)
-    y = x - mean                                                 # (N, D), centred
-    rstd = 1.0 / np.sqrt(np.vecdot(y, y)[:, None] / x.shape[1] + eps)  # (N, 1)
-    y *= rstd
-    y *= np.reshape(gamma, (1, -1))
-    y += np.reshape(beta, (1, -1))
-    return y.astype(x.dtype, copy=False), (x, mean, rstd, gamma)
+    var = ((x - mean) ** 2).mean(axis=1, keepdims=True)          # (N, 1), biased: divides by D
+    rstd = 1.0 / np.sqrt(var + eps)                              # (N, 1), eps inside the sqrt
+    y = (x - mean) * rstd * np.reshape(gamma, (1, -1)) + np.reshape(beta, (1, -1))  # (N, D)
+    return y.astype(x.dtype, copy=False), (x, mean, rstd, gamma)  # small: xhat is recomputed
     # ANCHOR_END: forward
 
 
@@ -48,15 +46,11 @@ def layernorm_backward(dy, cache):
     """
     # ANCHOR: backward
     x, mean, rstd, gamma = cache
-    xhat = x - mean                                              # (N, D), recomputed...
-    xhat *= rstd                                                 # ...in place
-    dbeta = dy.sum(axis=0)                                       # (D,) summed over the batch
-    dgamma = np.einsum("nd,nd->d", dy, xhat)                     # (D,) without a (N, D) temporary
-    dx = dy * np.reshape(gamma, (1, -1))                         # g = dL/dxhat, becomes dx in place
-    g_xhat = np.vecdot(dx, xhat)[:, None] / x.shape[1]           # (N, 1) mean(g * xhat)
-    dx -= dx.mean(axis=1, keepdims=True)                         # path through the mean
-    xhat *= g_xhat                                               # xhat is not needed any more
-    dx -= xhat                                                   # path through the variance
-    dx *= rstd
+    xhat = (x - mean) * rstd                                     # (N, D), recomputed, not cached
+    dbeta = dy.sum(axis=0)                                       # (D,): beta is added to every row
+    dgamma = (dy * xhat).sum(axis=0)                             # (D,): gamma scales xhat
+    g = dy * np.reshape(gamma, (1, -1))                          # (N, D), dL/dxhat
+    # the direct path, minus the paths through the mean and through the variance; means along each row
+    dx = rstd * (g - g.mean(axis=1, keepdims=True) - xhat * (g * xhat).mean(axis=1, keepdims=True))
     # ANCHOR_END: backward
     return dx, dgamma.reshape(np.shape(gamma)), dbeta.reshape(np.shape(gamma))

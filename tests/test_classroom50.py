@@ -39,6 +39,10 @@ RUNNER = {  # what Classroom 50's runner sets (the GITHUB_* ones, a few of them)
 }
 HALF_LIMITS = {"LAYERNORM_TIMEOUT_SCALE": "0.5"}  # step 01's limits halved: a hang costs 2.5 CPU seconds
 DBETA_SIGN = ("dbeta = dy.sum(axis=0)", "dbeta = -dy.sum(axis=0)")
+UNBIASED = (
+    "var = ((x - mean) ** 2).mean(axis=1, keepdims=True)",
+    "var = ((x - mean) ** 2).sum(axis=1, keepdims=True) / (x.shape[1] - 1)",
+)
 FORWARD = "    # ANCHOR: forward\n"
 HANG = "    while True:\n        pass\n"
 
@@ -259,7 +263,7 @@ def test_a_check_this_machine_cannot_run_is_left_out_of_the_points():
 
 def test_the_checker_command_grades_each_step_and_scores_a_skeleton_zero(checkout):
     """`python -m tests.check classroom50 01 02 --out PATH`: step 01 with one mistake, step 02 untouched."""
-    solve(checkout, "01", replace=("/ x.shape[1] ", "/ (x.shape[1] - 1) "))
+    solve(checkout, "01", replace=UNBIASED)
     out = checkout.parent / "grades.json"
     run = subprocess.run(
         [sys.executable, "-m", "tests.check", "classroom50", "01", "02", "--out", str(out)],

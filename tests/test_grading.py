@@ -31,9 +31,18 @@ def before_the_forward(code: str) -> str:
     return SOLUTION.replace(FORWARD, code + FORWARD)
 
 
+def with_mistake(line: str, wrong: str) -> str:
+    """The solution with one line of it written wrong."""
+    assert line in SOLUTION
+    return SOLUTION.replace(line, wrong)
+
+
 CLASS = {
     "correct.py": SOLUTION,
-    "unbiased.py": SOLUTION.replace("/ x.shape[1] ", "/ (x.shape[1] - 1) "),
+    "unbiased.py": with_mistake(
+        "var = ((x - mean) ** 2).mean(axis=1, keepdims=True)",
+        "var = ((x - mean) ** 2).sum(axis=1, keepdims=True) / (x.shape[1] - 1)",
+    ),
     "hangs.py": before_the_forward("    while True:\n        pass\n"),
     "exits.py": before_the_forward("    import sys\n    sys.exit(0)\n"),
     "floods.py": before_the_forward("    print('x' * 5_000_000)\n    return x.copy(), None\n"),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.check.blocks import SOLUTION, blocks, file_pairs, is_placeholder, outside
 from tests.check.compare import compare_file
 from tests.check.engine import REPO_ROOT, available_steps, load_checklist
+from tests.check.progress import hint_levels
 
 
 def step_pairs() -> list:
@@ -54,6 +57,18 @@ def test_every_step_has_todo_blocks(step):
     skeleton = REPO_ROOT / load_checklist(step).skeleton
     files = skeleton.parent.glob("*") if skeleton.parent.name.startswith("step_") else [skeleton]
     assert any(blocks(path.read_text()) for path in files if path.is_file())
+
+
+@pytest.mark.parametrize("step", ["01", "02"])
+def test_the_numpy_solutions_are_the_lines_the_last_hint_teaches(step):
+    """Teaching code: `make compare` and the book show the learner the lines the hints' last level gives,
+    not a version tuned for speed (that one is the benchmark's own, bench/tuned_numpy.py)."""
+    title, last = hint_levels(step)[-1]
+    taught = [line.strip() for fence in re.findall(r"```python\n(.*?)```", last, re.S) for line in fence.splitlines()]
+    solution = (REPO_ROOT / load_checklist(step).solution).read_text()
+    written = {code(line) for lines in blocks(solution, SOLUTION).values() for line in lines}
+    assert [line for line in taught if line], f"step {step}'s last hint level ({title!r}) shows no lines"
+    assert [line for line in taught if line and line not in written] == []
 
 
 def test_a_wrong_line_outside_the_blocks_is_caught(tmp_path):
