@@ -70,6 +70,7 @@ checklist = Checklist(
     title="LayerNorm kernel in Mojo, as a MAX custom op",
     import_timeout=60.0,
     default_timeout=300.0,  # CPU seconds: the first call of a kernel compiles its graph (a minute or two, cold)
+    code_timeout=20.0,  # CPU seconds per call outside MAX's compiles: an infinite loop stops there
     skeleton="steps/step_06/step_06.py",
     solution="solutions/solution_06/solution_06.py",
     add_arguments=add_arguments,
