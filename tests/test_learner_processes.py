@@ -1,5 +1,5 @@
 """No learner process outlives the checker, however the checker ends; time limits stop a loop in seconds, compiles
-aside.
+aside; `grade` runs each submission with a HOME, TMPDIR and working directory of its own.
 
 The learner files are step 01's (NumPy: fast). A process is "left" when its command line names the learner's file:
 the worker has it, and so has the child the looping file starts (a process of the learner's own).
@@ -8,6 +8,8 @@ the worker has it, and so has the child the looping file starts (a process of th
 from __future__ import annotations
 
 import contextlib
+import csv
+import os
 import signal
 import subprocess
 import sys
@@ -129,28 +131,110 @@ def test_a_checker_ended_by_a_signal_leaves_no_learner_process(tmp_path, signum,
         assert err.strip().splitlines() == ["Interrupted: the checks stopped."], err
 
 
+def private_folders(temp: Path) -> list[Path]:
+    return sorted(temp.glob("layernorm-check-*"))
+
+
 @pytest.mark.parametrize(
     "signum, code",
     [(signal.SIGINT, 130), (signal.SIGTERM, 128 + 15), (signal.SIGKILL, -9)],
     ids=["SIGINT", "SIGTERM", "SIGKILL"],
 )
 def test_grade_interrupted_leaves_no_learner_process(tmp_path, signum, code):
-    subs = tmp_path / "subs"
+    subs, temp = tmp_path / "subs", tmp_path / "temp"
     subs.mkdir()
+    temp.mkdir()
     files = [looping_file(subs, "alice.py"), looping_file(subs, "bob.py")]
+    env = dict(os.environ, TMPDIR=str(temp))  # where grade makes each submission's private folder
     grade = ("grade", "01", str(subs), "--out", str(tmp_path / "grades"), "--jobs", "2", *LOOP_FOR_LONG)
-    with checking(*grade, files=files) as checker:
+    with checking(*grade, files=files, env=env) as checker:
         wait_until_looping(checker, *files)
+        assert len(private_folders(temp)) == 2  # one per submission being checked
         checker.send_signal(signum)
         out, err = checker.communicate(timeout=60)
         assert checker.returncode == code, out + err
         assert_nothing_left(*files)
-    if signum != signal.SIGKILL:
+    if signum != signal.SIGKILL:  # a way out: the private folders are removed on it
         assert "Traceback" not in out + err
+        assert private_folders(temp) == []
     if signum == signal.SIGINT:
         assert err.strip().splitlines() == [
             f"Interrupted: what was graded is kept in {tmp_path / 'grades'}; run the same command to go on."
         ]
+
+
+# -- grading strangers' files ---------------------------------------------------------------------------------------
+HOSTILE_MARKS = """
+import os
+import tempfile
+from pathlib import Path
+
+
+def _leave_marks():  # a marker in HOME, the temporary folder and the working directory; logs where they went
+    folders = [os.path.expanduser("~"), tempfile.gettempdir(), os.getcwd()]
+    for folder in folders:
+        Path(folder, "hostile-marker").write_text("was here")
+    with open(os.environ["HOSTILE_LOG"], "a") as log:
+        log.writelines(folder + "\\n" for folder in folders)
+
+
+_leave_marks()
+"""
+
+
+def test_a_graded_submission_writes_into_private_folders_that_are_removed(tmp_path):
+    subs, home, temp, log = tmp_path / "subs", tmp_path / "home", tmp_path / "temp", tmp_path / "log"
+    for folder in (subs, home, temp):
+        folder.mkdir()
+    (subs / "hostile.py").write_text(before_the_forward("    _leave_marks()\n") + HOSTILE_MARKS)
+    env = dict(os.environ, HOME=str(home), TMPDIR=str(temp), HOSTILE_LOG=str(log))
+    try:
+        graded = subprocess.run(
+            [*CHECKER, "grade", "01", str(subs), "--out", str(tmp_path / "grades"), "--jobs", "1"],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        in_the_repository = REPO_ROOT / "hostile-marker"
+        left_in_the_repository = in_the_repository.exists()
+        in_the_repository.unlink(missing_ok=True)
+    assert graded.returncode == 0, graded.stdout + graded.stderr
+    with (tmp_path / "grades" / "gradebook.csv").open(newline="") as file:
+        assert [row["passed"] for row in csv.DictReader(file)] == ["1"]  # judged as any file: it is correct
+    written = set(log.read_text().splitlines())  # at import and in every call
+    assert written and not written & {str(home), str(temp), str(REPO_ROOT)}
+    assert [path for path in written if Path(path).exists()] == []  # removed after the grading
+    assert not left_in_the_repository
+    assert list(home.rglob("hostile-marker")) == list(temp.rglob("hostile-marker")) == []
+    assert private_folders(temp) == []
+
+
+def test_graded_submissions_share_the_graders_max_kernel_cache(tmp_path):
+    """A private HOME must not mean a cold MAX cache: every submission would compile MAX's kernels again."""
+    subs, home, temp, log = tmp_path / "subs", tmp_path / "home", tmp_path / "temp", tmp_path / "log"
+    for folder in (subs, home / ".modular", temp):  # where ~/.modular exists, MAX 26.7 caches there, not in ~/.cache
+        folder.mkdir(parents=True)
+    where_max_caches = "from max._core import engine\nprint(engine.max_cache_dir(), file=open({!r}, 'a'))\n"
+    (subs / "reads_the_cache.py").write_text(SOLUTION + where_max_caches.format(str(log)))
+    env = dict(os.environ, HOME=str(home), TMPDIR=str(temp))
+    graded = subprocess.run(
+        [*CHECKER, "grade", "01", str(subs), "--out", str(tmp_path / "grades"), "--only", "worked example 1"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert graded.returncode == 0, graded.stdout + graded.stderr
+    graders = subprocess.run(
+        [sys.executable, "-c", where_max_caches.format(str(tmp_path / "graders"))], env=env, timeout=300, check=True
+    )
+    assert graders.returncode == 0
+    assert log.read_text().split() == [(tmp_path / "graders").read_text().strip()]
+    assert str(temp) not in log.read_text()
 
 
 # -- time limits ---------------------------------------------------------------------------------------------------

@@ -261,12 +261,14 @@ def run_checklist(
     on_note=None,
     cancel=None,
     spare=None,
+    private: bool = False,
 ) -> Report:
     """Run every check of `checklist` against the file at `path`; later checks run after failures.
 
     `strict` (the project's own tests) lets a bug in a checklist raise instead of becoming a ❌.
     `on_result` and `on_note` see each result and note as it happens (the report streams). `cancel` (an
     Event) and `spare` (a `Spare` worker) serve `watch`: a set `cancel` raises `RunCancelled` within a poll.
+    `private` (grade) runs the file with its own HOME, TMPDIR and working directory, removed afterwards.
     """
     path = Path(path)
     report = Report(checklist.step, checklist.title, display_path(path), [], [])
@@ -292,6 +294,7 @@ def run_checklist(
         scale=scale,
         cancel=cancel,
         spare=spare,
+        private=private,
     )
     with sandbox:
         learner = Learner(sandbox, path, options)

@@ -19,9 +19,11 @@ its sandbox closes and by `stop_all` on the checker's way out; if the checker di
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -155,8 +157,9 @@ def _shared_page(size: int) -> tuple[int, mmap.mmap]:
     return fd, mmap.mmap(fd, size)
 
 
-def _spawn(path: Path, module_name: str) -> _Child:
-    """A worker process for the learner's file, in a session of its own (killed as a group)."""
+def _spawn(path: Path, module_name: str, private: Path | None = None) -> _Child:
+    """A worker process for the learner's file, in a session of its own (killed as a group); with `private`
+    (a folder), the process's HOME, TMPDIR and working directory are inside it (see `Sandbox`)."""
     if _CLOSING.is_set():
         raise RunCancelled
     cmd_read, cmd_write = os.pipe()
@@ -164,13 +167,15 @@ def _spawn(path: Path, module_name: str) -> _Child:
     meter_fd, meter = _shared_page(wire.COMPILE_METER.size)
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    if private:
+        _make_private(env, private)
     fds = (_LIFELINE_READ, cmd_read, reply_write, meter_fd)
     command = [sys.executable, "-m", "tests.check.worker", str(os.getpid()), *map(str, fds), str(path), module_name]
     try:
         process = _SPAWNER.submit(
             _popen,
             command,
-            cwd=REPO_ROOT,
+            cwd=private / "work" if private else REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -204,6 +209,36 @@ def _kill(child: _Child) -> None:
     child.meter.close()
 
 
+# -- a private HOME, TMPDIR and working directory (grade) -------------------------------------------------
+def _make_private(env: dict, root: Path) -> None:
+    """HOME, TMPDIR and the XDG folders in `env` inside `root`, where a submission may write what it likes; MAX's
+    and Mojo's cache of compiled kernels stays the shared one (MODULAR_CACHE_DIR), or every submission would
+    compile MAX's kernels again, a minute of CPU each on a cold cache."""
+    home, tmp = root / "home", root / "tmp"
+    for folder in (home, tmp, root / "work"):
+        folder.mkdir(parents=True, exist_ok=True)
+    env.update(HOME=str(home), TMPDIR=str(tmp), TMP=str(tmp), TEMP=str(tmp))
+    for name in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):  # they follow HOME
+        env.pop(name, None)
+    shared = _shared_kernel_cache()
+    if shared:
+        env["MODULAR_CACHE_DIR"] = shared
+
+
+@functools.cache
+def _shared_kernel_cache() -> str | None:
+    """The folder where MAX and Mojo keep this user's compiled kernels, as the `mojo` tool resolves it
+    (MODULAR_CACHE_DIR, MODULAR_HOME, ~/.modular where it exists, then the XDG cache folder: MAX 26.7 follows the
+    same rules), or None without `mojo`: a private HOME then gets a cache of its own, slower but not wrong."""
+    mojo = shutil.which("mojo", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    try:
+        found = subprocess.run([mojo, "--print-cache-location"], capture_output=True, text=True, timeout=60, check=True)
+    except (TypeError, OSError, subprocess.SubprocessError):  # TypeError: no mojo found
+        return None
+    location = Path(found.stdout.strip())
+    return str(location.parent) if location.name == ".mojo_cache" else None  # beside .max_cache and .mogg_cache
+
+
 class Spare:
     """A worker started ahead of time that imports the step's libraries (MAX: seconds) and then waits
     for the learner's file, which it reads only when a `Sandbox` adopts it: the code is the latest."""
@@ -232,6 +267,8 @@ class Sandbox:
     `cancel` (a threading.Event) ends the run from outside: the process is killed within a poll and
     the run raises `RunCancelled`. `spare` is a `Spare` for this file, adopted instead of a cold start.
     `code_limit` caps the CPU seconds of each call outside MAX's compiles (None: the call's limit).
+    `private` (grading strangers' files) gives the process its own HOME, TMPDIR and working directory,
+    in a temporary folder removed when the sandbox closes; a spare, started without them, is not used.
     """
 
     def __init__(
@@ -244,14 +281,18 @@ class Sandbox:
         cancel=None,
         spare: Spare | None = None,
         code_limit: float | None = None,
+        private: bool = False,
     ):
         self.path = Path(path).resolve()
         self.module_name = module_name
         self.import_timeout = import_timeout
         self.scale = scale  # --timeout-scale
         self.cancel = cancel
-        self.spare = spare if spare is not None and spare.path == self.path else None
+        self.spare = spare if spare is not None and spare.path == self.path and not private else None
         self.code_limit = code_limit
+        self.private = (
+            tempfile.TemporaryDirectory(prefix="layernorm-check-", ignore_cleanup_errors=True) if private else None
+        )
         self.child: _Child | None = None
         self.process = None
         self.import_error: LearnerError | None = None
@@ -261,7 +302,8 @@ class Sandbox:
         if self.cancel is not None and self.cancel.is_set():
             raise RunCancelled
         spare, self.spare = self.spare, None
-        self.child = spare.child if spare else _spawn(self.path, self.module_name)
+        private = Path(self.private.name) if self.private else None
+        self.child = spare.child if spare else _spawn(self.path, self.module_name, private)
         self.process, self.cmd_fd, self.reply_fd, self.drain = (
             self.child.process,
             self.child.cmd_fd,
@@ -283,11 +325,18 @@ class Sandbox:
         _kill(self.child)
         self.process = None
 
+    def close(self) -> None:
+        """Stop the process and remove the private folder, if any: what the learner's code wrote there goes too."""
+        self.stop()
+        if self.private is not None:
+            self.private.cleanup()  # a link the learner's code left there is removed, never followed
+            self.private = None
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.stop()
+        self.close()
 
     def last_output_line(self) -> str:
         """The last line the learner's process printed: after a crash, often the reason."""
