@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import sys
@@ -12,8 +13,12 @@ from pathlib import Path
 from tests.check.engine import REPO_ROOT, available_steps, display_path, load_checklist, run_checklist
 from tests.check.formats import write_junit
 from tests.check.printer import ReportPrinter
+from tests.check.sandbox import stop_all
 
 USAGE_ERROR = 2
+INTERRUPTED = 130  # what a shell reports for Ctrl-C
+STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_stopping: list[int] = []  # the signal already on its way out
 
 
 def step_id(text: str) -> str:
@@ -160,6 +165,32 @@ def main(argv: list[str] | None = None) -> int:
     return check(argv)
 
 
+def _on_signal(signum, _frame) -> None:
+    """Ctrl-C, SIGTERM, SIGHUP (the terminal closed): the learner's processes end now, then this one, through every
+    `finally` on the way (grade keeps what it graded, private folders are removed). A second signal does not wait."""
+    stop_all()
+    if _stopping:
+        os._exit(128 + signum)
+    _stopping.append(signum)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise SystemExit(128 + signum)
+
+
+def run() -> int:
+    """`main`, ended by a signal or an error as cleanly as by its return: no learner process outlives it."""
+    for signum in STOPPING:
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup's SIGHUP, a background job's SIGINT: kept
+            signal.signal(signum, _on_signal)
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("Interrupted: the checks stopped.", file=sys.stderr)
+        return INTERRUPTED
+    finally:
+        stop_all()
+
+
 if __name__ == "__main__":
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly
-    sys.exit(main())
+    sys.exit(run())

@@ -61,6 +61,9 @@ class Checklist:
     title: str
     import_timeout: float = 15.0
     default_timeout: float = 10.0
+    # CPU seconds a call may spend outside MAX's compiles, the learner's own code (an infinite loop stops there);
+    # a check's timeout (and import_timeout) then bounds the whole call, compiles included. None: no separate limit
+    code_timeout: float | None = None
     skeleton: str | None = None  # paths relative to the repository root
     solution: str | None = None
     # words in an import failure -> the hint that explains it (e.g. a module an old API had)
@@ -259,12 +262,14 @@ def run_checklist(
     on_note=None,
     cancel=None,
     spare=None,
+    private: bool = False,
 ) -> Report:
     """Run every check of `checklist` against the file at `path`; later checks run after failures.
 
     `strict` (the project's own tests) lets a bug in a checklist raise instead of becoming a ❌.
     `on_result` and `on_note` see each result and note as it happens (the report streams). `cancel` (an
     Event) and `spare` (a `Spare` worker) serve `watch`: a set `cancel` raises `RunCancelled` within a poll.
+    `private` (grade) runs the file with its own HOME, TMPDIR and working directory, removed afterwards.
     """
     path = Path(path)
     report = Report(checklist.step, checklist.title, display_path(path), [], [])
@@ -282,7 +287,16 @@ def run_checklist(
     for line in checklist.notes(options) if checklist.notes else []:
         note(line)
     scale = getattr(options, "timeout_scale", None) or float(os.environ.get(SCALE_ENV) or 1.0)
-    sandbox = Sandbox(path, path.stem, import_timeout=checklist.import_timeout, scale=scale, cancel=cancel, spare=spare)
+    sandbox = Sandbox(
+        path,
+        path.stem,
+        import_timeout=checklist.import_timeout,
+        code_limit=checklist.code_timeout,
+        scale=scale,
+        cancel=cancel,
+        spare=spare,
+        private=private,
+    )
     with sandbox:
         learner = Learner(sandbox, path, options)
         if checklist.prepare:

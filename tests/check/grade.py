@@ -13,8 +13,10 @@ A submission is a file with the step's interface, or for a folder step (06) a fo
                          not graded again on the next run (--force re-grades every one)
 
 Every learner file runs in its own child process (see `sandbox.py`): a hang, a crash, a flood of output
-or a runaway allocation costs that submission its time limit and its row, nothing else. The exit code
-is 0 whenever grading ran, whatever the grades; 2 for a usage error.
+or a runaway allocation costs that submission its time limit and its row, nothing else. Each runs with a
+HOME, TMPDIR and working directory of its own, removed afterwards, so what one writes there neither
+reaches the grader's nor the next submission's. The exit code is 0 whenever grading ran, whatever the
+grades; 2 for a usage error; 130 when interrupted (Ctrl-C), keeping what was graded.
 """
 
 from __future__ import annotations
@@ -188,7 +190,7 @@ def cached(out: Path, submission: Submission, key: str, known: dict) -> tuple[di
 
 def grade_one(checklist: Checklist, submission: Submission, options, cancel: threading.Event) -> tuple[dict, float]:
     started = time.monotonic()
-    report = run_checklist(checklist, submission.target, options, cancel=cancel)
+    report = run_checklist(checklist, submission.target, options, cancel=cancel, private=True)
     return report.as_json(), round(time.monotonic() - started, 1)
 
 

@@ -67,6 +67,7 @@ checklist = Checklist(
     title="LayerNorm as a MAX module",
     import_timeout=180.0,
     default_timeout=60.0,
+    code_timeout=20.0,  # CPU seconds per call outside MAX's compiles: an infinite loop stops there
     add_arguments=add_device_and_dtype_options,
     notes=version_notes,
     after=where_it_ran,

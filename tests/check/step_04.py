@@ -33,7 +33,7 @@ from tests.check.kit.torch_module import (
 )
 
 checklist = Checklist(
-    step="04", preload=("torch",), title="LayerNorm as a PyTorch nn.Module", import_timeout=60, default_timeout=30
+    step="04", preload=("torch",), title="LayerNorm as a PyTorch nn.Module", import_timeout=30, default_timeout=30
 )
 
 WORKED_X = [[[2.0, 3.0, 5.0, 6.0]]]

@@ -20,6 +20,8 @@ import numpy as np
 
 MAX_FRAME_BYTES = 1 << 30  # a reply larger than this is treated as garbage
 HEADER = struct.Struct("!Q")
+# The page the worker shares with the judge: (compiles under way, compiles begun), see worker.compiling
+COMPILE_METER = struct.Struct("=qq")
 _SCALARS = (type(None), bool, int, float, complex, str, bytes)
 
 

@@ -1,19 +1,139 @@
 """The learner's side of a check run: import their file, run what the judge asks, reply.
 
-Started by `sandbox.Sandbox` as `python -m tests.check.worker CMD_FD REPLY_FD FILE MODULE_NAME`.
+Started by `sandbox.Sandbox` as
+`python -m tests.check.worker CHECKER_PID LIFELINE_FD CMD_FD REPLY_FD METER_FD FILE MODULE_NAME`.
 Everything the learner's code prints goes to this process's stdout/stderr, which the judge
 drains separately; replies travel on their own pipe, so printing cannot corrupt them.
+
+Before any learner code runs, the process ties its life to the checker's (`end_with_the_checker`)
+and marks where MAX compiles (`compiling`): the checker allows a compile minutes of CPU, and the
+learner's own code far less, so that an infinite loop is reported in seconds.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
 import importlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
+import mmap
 import os
+import signal
 import sys
+import threading
 import traceback
 
-from tests.check import wire
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# Where MAX 26.7 compiles, by module: the functions whose calls are compiling (graphs, eager kernels, and
+# `mojo precompile` of a custom op's package). A name a later MAX lacks is skipped: its compiles then count as
+# the learner's code, which a cold compile can push past that limit (`--timeout-scale` raises it).
+COMPILERS = {
+    "max.engine.api": ("InferenceSession.compile", "InferenceSession.init_all"),
+    "mojo.paths": ("subprocess_run_mojo",),
+}
+
+
+def end_with_the_checker(checker_pid: int, lifeline_fd: int) -> None:
+    """This process, and whatever the learner's code starts, ends when the checker ends, however it ends.
+
+    The checker kills this process group on its way out; SIGKILL leaves it no way out, so on Linux the
+    kernel kills this process when the checker's thread that started it ends (a parent-death signal;
+    the checker starts every worker from one thread that lives as long as it does), and a forked guard
+    kills the whole group, the learner's children included, when the lifeline pipe, whose write end
+    only the checker holds, reads end-of-file: on every platform, whenever the checker ends.
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != checker_pid:  # the checker died before prctl took effect: no signal will come
+        os._exit(1)
+    if os.fork() == 0:  # before NumPy or MAX start threads: the guard is a plain copy of this process
+        _guard_the_group(lifeline_fd)
+    os.close(lifeline_fd)  # the learner's children need not inherit it
+
+
+def _guard_the_group(lifeline_fd: int) -> None:
+    """The guard: holds none of the worker's pipes, blocks until the checker is gone, then kills the group."""
+    try:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.closerange(3, lifeline_fd)  # the replies' write end among them: a dead worker reads as dead
+        os.closerange(lifeline_fd + 1, os.sysconf("SC_OPEN_MAX"))
+        while os.read(lifeline_fd, 1):  # nobody writes: it returns b"" once the checker's end is closed
+            pass
+        os.killpg(0, signal.SIGKILL)
+    finally:
+        os._exit(0)
+
+
+class _CompileMeter:
+    """A page shared with the checker: (compiles under way, compiles begun), read by its time limits."""
+
+    def __init__(self, fd: int):
+        from tests.check.wire import COMPILE_METER
+
+        self.layout, self.page = COMPILE_METER, mmap.mmap(fd, COMPILE_METER.size)
+        os.close(fd)
+        self.lock, self.depth, self.begun = threading.Lock(), 0, 0
+
+    def add(self, step: int) -> None:
+        with self.lock:
+            self.depth += step
+            self.begun += step > 0
+            self.layout.pack_into(self.page, 0, self.depth, self.begun)
+
+
+_METER: _CompileMeter | None = None
+
+
+@contextlib.contextmanager
+def compiling():
+    """Marks work that compiles (MAX, the Mojo compiler): the checker counts its time against the call's
+    whole limit, not the tighter one on the learner's own code. Does nothing outside a worker."""
+    meter = _METER
+    if meter is None:
+        yield
+        return
+    meter.add(1)
+    try:
+        yield
+    finally:
+        meter.add(-1)
+
+
+def _metered(function):
+    @functools.wraps(function)
+    def metered(*args, **kwargs):
+        with compiling():
+            return function(*args, **kwargs)
+
+    return metered
+
+
+class _MeterCompilers(importlib.abc.MetaPathFinder):
+    """Wraps the COMPILERS of a module as it is imported, whoever imports it (the learner's file included)."""
+
+    def find_spec(self, name, path, target=None):
+        if name not in COMPILERS:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        if spec is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        execute = spec.loader.exec_module
+
+        def exec_module(module):
+            execute(module)
+            for dotted in COMPILERS[name]:
+                *owner_path, attribute = dotted.split(".")
+                owner = functools.reduce(lambda parent, child: getattr(parent, child, None), owner_path, module)
+                if callable(getattr(owner, attribute, None)):
+                    setattr(owner, attribute, _metered(getattr(owner, attribute)))
+
+        spec.loader.exec_module = exec_module
+        return spec
 
 
 def _learner_frame(tb, learner_file: str):
@@ -64,7 +184,14 @@ class _MissingName(Exception):
 
 
 def main(argv: list[str]) -> None:
-    cmd_fd, reply_fd, path, module_name = int(argv[0]), int(argv[1]), argv[2], argv[3]
+    global _METER
+    checker_pid, lifeline_fd, cmd_fd, reply_fd, meter_fd = map(int, argv[:5])
+    path, module_name = argv[5:7]
+    end_with_the_checker(checker_pid, lifeline_fd)
+    from tests.check import wire  # NumPy, and its threads, after the fork
+
+    _METER = _CompileMeter(meter_fd)
+    sys.meta_path.insert(0, _MeterCompilers())
     sys.dont_write_bytecode = True  # never write __pycache__ next to the learner's file
     learner_file = os.path.abspath(path)
     sys.path.append(os.path.dirname(learner_file))  # after ours: a learner file cannot shadow numpy
@@ -97,4 +224,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from tests.check import worker  # this module under its own name, the one probes import (`compiling`)
+
+    worker.main(sys.argv[1:])
