@@ -83,7 +83,7 @@ def test_the_tasks_run_the_watch_and_the_step_of_the_open_file_with_one_matcher(
 
 
 def test_a_step_file_or_page_stands_for_its_step_on_the_command_line():
-    from tests.check.__main__ import step_id
+    from tests.check.cli import step_id
 
     for path, step in [
         ("steps/step_01.py", "01"),

@@ -23,8 +23,8 @@ import pytest
 
 import tests.check.step_06 as step_06
 from bench import gpu_ptx, gpu_smoke
-from tests.check.__main__ import parse_check_arguments
 from tests.check.blocks import blocks
+from tests.check.cli import parse_check_arguments
 from tests.check.engine import REPO_ROOT, Checklist, Fail, run_checklist, skip_reason
 from tests.check.kit import kernels, layernorm, random_case, representable, tolerance
 from tests.zoo_helpers import expectation, zoo_cases

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.check.__main__ import parse_check_arguments
+from tests.check.cli import parse_check_arguments
 from tests.check.engine import REPO_ROOT, load_checklist
 from tests.check.kit import max_module
 from tests.zoo_helpers import check_file, cli_json

@@ -33,7 +33,7 @@ def test_compiler_message_keeps_file_line_and_error():
 
 # -- the harness's verdicts, on outputs built here: what the kernel left in guarded buffers -----------------
 def call(y, *, after=None, before=None, outcome="returned", **fields) -> kernel_harness.Call:
-    guard = np.full(kernel_harness.GUARD, CANARY, np.float32)
+    guard = np.full(np.shape(y)[1] + kernel_harness.GUARD, CANARY, np.float32)  # a row and more, as the harness has
     return kernel_harness.Call(
         outcome=outcome,
         y=np.asarray(y, np.float32),
@@ -91,10 +91,31 @@ def test_a_row_read_from_offset_row_is_named(rows):
 
 def test_a_write_past_the_end_of_the_rows_is_named_by_the_guard_after_y(rows):
     x, gamma, beta = rows
-    after = np.full(kernel_harness.GUARD, CANARY, np.float32)
+    after = np.full(x.shape[1] + kernel_harness.GUARD, CANARY, np.float32)
     after[0] = 0.5  # the last row's column D
     message = verdict(call(layernorm(x, gamma, beta, 1e-5), after=after), x, gamma, beta)
     assert "writes past the end of its rows" in message and "column 771 of a 771-wide row" in message
+
+
+def test_rows_stored_one_row_down_are_named_from_the_guard_after_y(rows):
+    x, gamma, beta = rows
+    n, d = x.shape
+    region = np.full((n + 2) * d, CANARY, np.float32)  # the guard before y, y, and the guard after it
+    region[2 * d :] = layernorm(x, gamma, beta, 1e-5).ravel()  # row r at (r + 1) * width
+    message = verdict(call(region[d : (n + 1) * d].reshape(n, d), after=region[(n + 1) * d :]), x, gamma, beta)
+    assert "stored at the next row's start, (row + 1) * width" in message
+
+
+def test_a_crash_after_every_row_is_right_names_the_row_count(rows):
+    x, gamma, beta = rows
+    crashed = call(layernorm(x, gamma, beta, 1e-5), outcome="crashed", signal_name="SIGSEGV")
+    assert "went on past the last row" in verdict(crashed, x, gamma, beta)
+
+
+def test_outputs_that_differ_between_calls_are_named_a_race(rows):
+    x, gamma, beta = rows
+    racy = call(layernorm(x, gamma, beta, 1e-5), calls=20, different_calls=3, first_different_row=2)
+    assert "other outputs in 3 of 20 calls (first in row 2)" in verdict(racy, x, gamma, beta)
 
 
 def test_tail_columns_never_written_are_named_by_the_canary(rows):

@@ -133,3 +133,57 @@ def test_skeleton_has_the_solutions_names_signatures_and_docstrings(step):
     if not checklist.solution.endswith(".py"):
         pytest.skip("not a Python step")
     assert interface(checklist.skeleton) == interface(checklist.solution)
+
+
+# -- the checker's own modules import each other without a cycle ------------------------------------------------
+CHECKER = REPO_ROOT / "tests" / "check"
+
+
+def checker_imports() -> dict[str, set[str]]:
+    """module -> the tests.check modules it imports, anywhere in the file (inside functions too)."""
+    modules = {
+        ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+        for path in CHECKER.rglob("*.py")
+    }
+    graph = {}
+    for module, path in modules.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # from . import x
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base]).strip(".")
+                for alias in node.names:  # `from package import module` imports the module
+                    found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+        graph[module] = {name for name in found if name in modules and name != module}
+    return graph
+
+
+def test_the_checker_has_no_import_cycle():
+    graph = checker_imports()
+    assert "tests.check.cli" in graph["tests.check.commands"]  # the graph sees imports (and is not empty)
+    done, on_path = set(), []
+
+    def visit(module):
+        if module in on_path:
+            cycle = on_path[on_path.index(module) :] + [module]
+            pytest.fail("import cycle: " + " -> ".join(cycle))
+        if module in done:
+            return
+        on_path.append(module)
+        for imported in sorted(graph[module]):
+            visit(imported)
+        on_path.pop()
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module)
+
+
+def test_no_module_imports_the_command_line_entry_point():
+    """`python -m tests.check` runs __main__ once: nothing imports it back (it once ran twice per command)."""
+    importers = [module for module, imported in checker_imports().items() if "tests.check.__main__" in imported]
+    assert importers == []

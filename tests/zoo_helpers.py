@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.check.__main__ import parse_check_arguments
+from tests.check.cli import parse_check_arguments
 from tests.check.engine import REPO_ROOT, Report, load_checklist, run_checklist
 
 ZOO = REPO_ROOT / "tests" / "zoo"

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.check import progress
+from tests.check.cli import INTERRUPTED, USAGE_ERROR, add_run_options, parse_check_arguments, step_id
 from tests.check.engine import (
     REPO_ROOT,
     Result,
@@ -47,8 +48,6 @@ from tests.check.printer import ReportPrinter
 # step earns whole points). Edit here to reweigh; a step's share of every total follows.
 STEP_POINTS = {"01": 100, "02": 200, "03": 150, "04": 100, "05": 200, "06": 250}
 
-USAGE_ERROR = 2
-INTERRUPTED = 130  # what a shell reports for Ctrl-C
 DETAIL = {"failed": "hint", "skipped": "reason", "passed": "note"}  # the field a check's message goes in
 
 
@@ -186,8 +185,6 @@ class Grades:
 
 
 def parser() -> argparse.ArgumentParser:
-    from tests.check.__main__ import add_run_options, step_id
-
     parser = argparse.ArgumentParser(
         prog="python -m tests.check classroom50",
         description="Check your steps and write their grades for Classroom 50 (classroom50/autograder.py runs "
@@ -204,8 +201,6 @@ def _stop(signum, frame):
 
 
 def main(argv: list[str]) -> int:
-    from tests.check.__main__ import parse_check_arguments
-
     signal.signal(signal.SIGTERM, _stop)  # the autograder's time limit
     options = parser().parse_args(argv)
     steps = list(dict.fromkeys(options.steps)) or available_steps()

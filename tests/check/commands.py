@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass, field
 
 from tests.check import progress
+from tests.check.cli import parse_check_arguments, step_id
 from tests.check.engine import REPO_ROOT, available_steps, load_checklist, run_checklist
 from tests.check.formats import markdown_report, table
 
@@ -90,8 +91,6 @@ def step_status(step: str, *, refresh: bool = False, recheck: bool = True, on_st
                 had = progress.last_report(step) is not None
                 why = "its files or the checker changed since its last check" if had else "not checked here yet"
                 on_start(step, "--refresh" if refresh else why)
-            from tests.check.__main__ import parse_check_arguments
-
             checklist, options = parse_check_arguments([step])
             report = run_checklist(checklist, REPO_ROOT / checklist.skeleton, options).as_json()
             progress.store_report(step, report)
@@ -215,8 +214,6 @@ def status(argv: list[str]) -> int:
 
 
 def hint(argv: list[str]) -> int:
-    from tests.check.__main__ import step_id
-
     parser = argparse.ArgumentParser(
         prog="python -m tests.check hint",
         description="The next hint for a step, starting at the one about the check that fails.",
@@ -255,8 +252,6 @@ def _confirm(command: str, question: str) -> int | None:
 
 
 def reset(argv: list[str]) -> int:
-    from tests.check.__main__ import step_id
-
     parser = argparse.ArgumentParser(
         prog="python -m tests.check reset",
         description="Put a step's skeleton back; your files are saved first (restore NN puts them back).",
@@ -288,8 +283,6 @@ def reset(argv: list[str]) -> int:
 
 
 def restore(argv: list[str]) -> int:
-    from tests.check.__main__ import step_id
-
     parser = argparse.ArgumentParser(
         prog="python -m tests.check restore",
         description="Put your last backup of a step back (what reset saved); the files there now are saved first.",

@@ -16,8 +16,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.check.__main__ import step_id
 from tests.check.blocks import SOLUTION, blocks, file_pairs, outside
+from tests.check.cli import step_id
 from tests.check.engine import REPO_ROOT, display_path, load_checklist
 
 COLOURS = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m"}

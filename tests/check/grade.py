@@ -35,11 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.check import progress
+from tests.check.cli import INTERRUPTED, USAGE_ERROR, add_run_options, step_id
 from tests.check.engine import SCALE_ENV, Checklist, display_path, load_checklist, run_checklist
 from tests.check.formats import table, write_junit
 
-USAGE_ERROR = 2
-INTERRUPTED = 130  # what a shell reports for Ctrl-C
 GRADEBOOK_COLUMNS = ["submission", "passed", "checks_passed", "checks_total", "first_failure", "hint", "seconds"]
 GRADING_ONLY = {"submissions", "out", "jobs", "force", "junit"}  # options that do not change a report
 
@@ -63,8 +62,6 @@ def positive_int(text: str) -> int:
 
 
 def grade_parser(add_step_arguments=None) -> argparse.ArgumentParser:
-    from tests.check.__main__ import add_run_options, step_id
-
     parser = argparse.ArgumentParser(
         prog="python -m tests.check grade",
         description="Check every submission of a step, N at a time, and write a gradebook "

@@ -29,7 +29,7 @@ import subprocess
 from pathlib import Path
 
 from tests.check import REPO_ROOT
-from tests.check.engine import Report, load_checklist
+from tests.check.engine import Report, available_steps, load_checklist
 
 STATE = REPO_ROOT / ".checker"
 PROGRESS = STATE / "progress.json"  # committed with the learner's work (.gitignore lets it through)
@@ -283,17 +283,11 @@ def manifest() -> dict[str, str]:
 
 def write_manifest() -> None:
     """For maintainers, after editing a skeleton: `python -m tests.check.progress`."""
-    files = [path for step in _steps() for path in learner_files(step)]
+    files = [path for step in available_steps() for path in learner_files(step)]
     lines = [f"{blob_id(p.read_bytes())} {p.relative_to(REPO_ROOT)}" for p in files]
     MANIFEST.write_text(
         "# git blob id of each shipped skeleton file: `reset` restores it from git history\n" + "\n".join(lines) + "\n"
     )
-
-
-def _steps():
-    from tests.check.engine import available_steps
-
-    return available_steps()
 
 
 def skeleton_text(relative: str) -> bytes:

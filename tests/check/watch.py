@@ -23,13 +23,17 @@ import queue
 import shutil
 import signal
 import sys
+import termios
 import threading
+import tty
 from pathlib import Path
 
 import watchfiles
 
 from tests.check import progress
+from tests.check.cli import parse_check_arguments, step_id
 from tests.check.commands import course_status, done_label, first_step_not_passing, hint_text
+from tests.check.compare import compare_lines
 from tests.check.engine import REPO_ROOT, Result, RunCancelled, available_steps, load_checklist, run_checklist
 from tests.check.printer import ReportPrinter
 from tests.check.sandbox import Spare
@@ -184,8 +188,6 @@ class Watcher:
         self.events.put(("done", number, step, report.as_json(), trigger))
 
     def run_once(self, step: str, cancel: threading.Event, quick: bool, spare: Spare | None):
-        from tests.check.__main__ import parse_check_arguments
-
         checklist, options = parse_check_arguments([step, *(["--quick"] if quick else [])])
         printer = ReportPrinter(out=self.out)
         printer._print = self.print  # under the watch's lock: a key's lines never land inside a result's
@@ -243,8 +245,6 @@ class Watcher:
         if key == "h":
             self.show(hint_text(self.step, progress.first_failure(self.report), in_watch=True).splitlines())
         elif key == "c":
-            from tests.check.compare import compare_lines
-
             width = shutil.get_terminal_size((100, 40)).columns
             self.show(compare_lines(self.step, colour=self.redraw, width=width))
         elif key == "l":
@@ -292,9 +292,6 @@ def keys_without_enter(interactive: bool):
     if not interactive:
         yield
         return
-    import termios
-    import tty
-
     saved = termios.tcgetattr(sys.stdin)
     try:
         tty.setcbreak(sys.stdin.fileno())
@@ -304,8 +301,6 @@ def keys_without_enter(interactive: bool):
 
 
 def main(argv: list[str]) -> int:
-    from tests.check.__main__ import step_id
-
     parser = argparse.ArgumentParser(prog="python -m tests.check watch", description=__doc__.split("\n\n")[0])
     parser.add_argument("step", nargs="?", type=step_id, help="start at this step (default: the first not passing)")
     options = parser.parse_args(argv)

@@ -45,9 +45,24 @@ PACKAGE = "learner_kernels"  # the name the harness imports the learner's packag
 PLACEHOLDER = "<package>"  # the learner's folder, in cached compiler output
 EPSILONS = (1e-5, 10.0, 0.5)  # compile-time parameters the harness instantiates, in kernel_harness.mojo's order
 # The header's int64 slots, as kernel_harness.mojo names them.
-ROWS, WIDTH, EPSILON, X_AT, GAMMA_AT, BETA_AT, Y_AT, STATUS, REFERENCE_NS, KERNEL_NS, SIMD_WIDTH = range(11)
+(
+    ROWS,
+    WIDTH,
+    EPSILON,
+    X_AT,
+    GAMMA_AT,
+    BETA_AT,
+    Y_AT,
+    STATUS,
+    REFERENCE_NS,
+    KERNEL_NS,
+    SIMD_WIDTH,
+    CALLS,
+    DIFFERENT_CALLS,
+    FIRST_DIFFERENT_ROW,
+) = range(14)
 HEADER_BYTES = 128
-GUARD = 64  # floats of guard values on each side of every buffer
+GUARD = 64  # floats of guard values on each side of every buffer, beyond a whole row's worth
 ALIGN = 16  # floats: every buffer starts on a 64-byte boundary, as MAX's do
 CANARY = np.float32(-7.0e37)  # no LayerNorm output is anywhere near it
 BUILD_SECONDS = 300.0  # wall clock for `mojo build` (times --timeout-scale): about 10 s is usual
@@ -220,17 +235,22 @@ class Layout:
     width: int
     starts: dict = field(default_factory=dict)  # name -> first float of the buffer itself
     floats: int = 0
+    guards: dict = field(default_factory=dict)  # name -> floats of guard values on each side
 
     def __post_init__(self):
+        # A row read or stored one row off lands whole in a guard; gamma and beta read at row * width + col, as if
+        # they had a row per row of x, land in their guards for every row.
+        n, d = self.rows, self.width
+        self.guards = {"x": d + GUARD, "gamma": n * d + GUARD, "beta": n * d + GUARD, "y": d + GUARD}
         at = 0
-        for name, size in (("x", self.rows * self.width), ("gamma", self.width), ("beta", self.width)):
+        for name, size in (("x", n * d), ("gamma", d), ("beta", d)):
             at = self._place(name, size, at)
-        self.floats = self._place("y", self.rows * self.width, at)
+        self.floats = self._place("y", n * d, at)
 
     def _place(self, name: str, size: int, at: int) -> int:
-        start = -(-(at + GUARD) // ALIGN) * ALIGN
+        start = -(-(at + self.guards[name]) // ALIGN) * ALIGN
         self.starts[name] = start
-        return start + size + GUARD
+        return start + size + self.guards[name]
 
 
 @dataclass
@@ -248,10 +268,14 @@ class Call:
     message: str = ""  # what the process printed last (a raised Error's text)
     signal_name: str = ""
     simd_width: int = 0  # floats per vector register where it ran (0: not known)
+    calls: int = 1  # calls on the same input, and how many gave other bits than the first (and where first)
+    different_calls: int = 0
+    first_different_row: int = -1
 
 
-def run(binary: Path, x, gamma, beta, eps: float, scale: float = 1.0) -> Call:
-    """One call of the learner's kernel on (x, gamma, beta) with epsilon `eps` (one of EPSILONS)."""
+def run(binary: Path, x, gamma, beta, eps: float, scale: float = 1.0, calls: int = 1) -> Call:
+    """`calls` calls of the learner's kernel on (x, gamma, beta) with epsilon `eps` (one of EPSILONS), in one
+    process: the output is the last call's; the harness counts the calls whose output differs from the first's."""
     x = np.ascontiguousarray(x, np.float32)
     rows, width = x.shape
     layout = Layout(rows, width)
@@ -265,11 +289,11 @@ def run(binary: Path, x, gamma, beta, eps: float, scale: float = 1.0) -> Call:
         inputs = {"x": x.ravel(), "gamma": np.asarray(gamma, np.float32), "beta": np.asarray(beta, np.float32)}
         for name, values in inputs.items():
             floats[layout.starts[name] : layout.starts[name] + values.size] = values
-        y_start = layout.starts["y"]
-        floats[y_start - GUARD :] = CANARY
-        header[[ROWS, WIDTH, EPSILON]] = rows, width, EPSILONS.index(eps)
+        y_start, guard = layout.starts["y"], layout.guards["y"]
+        floats[y_start - guard :] = CANARY
+        header[[ROWS, WIDTH, EPSILON, CALLS]] = rows, width, EPSILONS.index(eps), calls
         header[[X_AT, GAMMA_AT, BETA_AT, Y_AT]] = [layout.starts[k] for k in ("x", "gamma", "beta", "y")]
-        snapshot = floats[: y_start - GUARD].copy()
+        snapshot = floats[: y_start - guard].copy()
         process = subprocess.Popen(
             [str(binary), str(file.fileno()), str(size)],
             stdin=subprocess.DEVNULL,
@@ -279,7 +303,7 @@ def run(binary: Path, x, gamma, beta, eps: float, scale: float = 1.0) -> Call:
             start_new_session=True,
             preexec_fn=_contained,
         )
-        outcome, budget = _wait(process, header, scale)
+        outcome, budget = _wait(process, header, scale * calls)
         printed.seek(0)
         message = printed.read()[-2000:].decode("utf-8", "replace").strip()
         code, status = process.returncode, int(header[STATUS])
@@ -290,15 +314,18 @@ def run(binary: Path, x, gamma, beta, eps: float, scale: float = 1.0) -> Call:
         call = Call(
             outcome=outcome,
             y=floats[y_start : y_start + rows * width].reshape(rows, width).copy(),
-            before=floats[y_start - GUARD : y_start].copy(),
+            before=floats[y_start - guard : y_start].copy(),
             after=floats[y_start + rows * width :].copy(),
-            inputs_changed=_changed(snapshot, floats[: y_start - GUARD], layout),
+            inputs_changed=_changed(snapshot, floats[: y_start - guard], layout),
             reference_seconds=int(header[REFERENCE_NS]) / 1e9,
             kernel_seconds=int(header[KERNEL_NS]) / 1e9,
             budget=budget,
             message=message,
             signal_name=signal.Signals(-code).name if outcome == "crashed" else "",
             simd_width=int(header[SIMD_WIDTH]),
+            calls=calls,
+            different_calls=int(header[DIFFERENT_CALLS]),
+            first_different_row=int(header[FIRST_DIFFERENT_ROW]),
         )
         del header, floats
         shared.close()
@@ -332,5 +359,5 @@ def _changed(before: np.ndarray, after: np.ndarray, layout: Layout) -> list[str]
     """The inputs (their values or their guards) whose floats differ after the call (NaN equals NaN)."""
     same = (before == after) | (np.isnan(before) & np.isnan(after))
     names = ("x", "gamma", "beta")
-    edges = [max(layout.starts[name] - GUARD, 0) for name in names] + [len(before)]  # each with its guards
+    edges = [max(layout.starts[name] - layout.guards[name], 0) for name in names] + [len(before)]  # with guards
     return [name for name, start, end in zip(names, edges, edges[1:], strict=False) if not same[start:end].all()]

@@ -144,8 +144,8 @@ def kernel_output(value, x, gamma, beta, eps, name="mojo_layer_norm(x, gamma, be
         except Fail as failure:
             if "differs from the float64 oracle" not in str(failure):
                 raise  # a catalogued mistake, named
-            (diagnose or diagnose_positions)(np.asarray(y, np.float64), x, gamma, beta, eps)
             diagnose_statistics(np.asarray(y, np.float64), x, gamma, beta, eps)
+            (diagnose or diagnose_positions)(np.asarray(y, np.float64), x, gamma, beta, eps)
     if isinstance(value, np.ndarray):
         return expect_array(value, name, shape=x.shape, dtype="float32")
     return expect_array(
@@ -177,26 +177,35 @@ def diagnose_statistics(y, x, gamma, beta, eps) -> None:
     mean, var = x64.mean(axis=1), x64.var(axis=1)
     used_mean, used_var = -intercept / slope, 1 / slope**2 - eps
     spread = np.sqrt(var)
-    if np.any(np.abs(used_mean - mean) > 1e-3 * (np.abs(mean) + spread)):
-        factor = float((used_mean * mean).sum() / (mean * mean).sum())  # used_mean = factor * mean, fitted
+    factor = float((used_mean * mean).sum() / (mean * mean).sum())  # used_mean = factor * mean, fitted over the rows
+    fits = bool(np.all(np.abs(used_mean - factor * mean) <= 1e-3 * spread))
+    if fits and abs(factor - 1) > 1e-4:
         divisor = d / factor if factor > 0 else np.nan
-        if np.all(np.abs(used_mean - factor * mean) <= 1e-3 * spread) and abs(divisor - round(divisor)) < 0.01:
+        if abs(divisor - round(divisor)) < 0.01:
             raise Fail(
                 f"The mean is the row's sum divided by {round(divisor)}, not by D = {d}, in every row: divide by the "
                 "number of values summed, Float32(width) (with Welford's update, the count goes up by one per value)."
             )
         raise Fail(
+            f"The mean is {factor:.4g} times the right one in every row: check the sum of the row (every column, once) "
+            "and the division by D."
+        )
+    mean_off = np.abs(used_mean - mean) > 1e-3 * (np.abs(mean) + spread)
+    if mean_off.all():
+        raise Fail(
             "The mean is wrong in every row, while each row is still scaled and shifted as one: check the sum "
             "of the row (every column, once) and the division by D."
         )
+    if mean_off.any():
+        return  # some rows right: not a mistake in how every row's mean is taken
     scale = used_var / var
     if np.allclose(scale, np.median(scale), rtol=1e-3):
         divisor = d / float(np.median(scale))
         if abs(divisor - round(divisor)) < 0.01 and round(divisor) != d:
             raise Fail(
-                f"The mean is right but the variance is the sum of squares divided by {round(divisor)}, not by "
-                f"D = {d}, in every row: var = sum((x - mean)²) / D (with Welford's update, M2 / count, and the "
-                "count is D at the end)."
+                f"The variance is the sum of squares divided by {round(divisor)}, not by D = {d}, in every row: "
+                "var = sum((x - mean)²) / D, and the mean's sum divided by D too (with Welford's update, M2 / count, "
+                "and the count is D at the end)."
             )
         raise Fail(
             f"The mean is right but the variance is {float(np.median(scale)):.3g} times the right one in every row: "
@@ -233,6 +242,9 @@ def kernel_mistakes(x, gamma, beta, eps) -> list:
 # -- the CPU kernel, called by the checker's own harness (kernel_harness) -----------------------------------
 KERNEL_HANGS = "your kernel never returns (see above)."
 KERNEL_CRASHED = "your kernel crashed the process (see above)."
+MEMORY_WRONG = "your kernel reads or writes the wrong memory (see the memory check above)."
+RACE = "your kernel's rows race each other (see the threads check above)."
+ROW_LOOP = "Run normalise_row once per row: parallelize(normalise_row, rows), with rows = x.shape()[0], not the width."
 COLUMN_LOOPS = (
     "Every loop over a row must stop at its end: `while col < width` (not <=), a full vector only while "
     "col + W <= width, then the last width % W columns one at a time"
@@ -253,14 +265,14 @@ def start_harness_build(learner):
     return learner.memo["harness"]
 
 
-def harness_output(learner, x, gamma, beta, eps, guarded_reads: bool = False) -> np.ndarray:
+def harness_output(learner, x, gamma, beta, eps, guarded_reads: bool = False, calls: int = 1) -> np.ndarray:
     """The learner's CPU kernel on (x, gamma, beta, eps), called directly on guarded buffers: its output as float32
     values, or Fail naming a hang, a crash, a raised error or a memory mistake (reads or writes outside the rows)."""
     build = harness_build(learner)
     if build.binary is None:
         raise Fail(f"Not run: {NO_PACKAGE}", blocks=NO_PACKAGE)
     scale = getattr(learner.options, "timeout_scale", None) or 1.0
-    call = kernel_harness.run(build.binary, x, gamma, beta, eps, scale)
+    call = kernel_harness.run(build.binary, x, gamma, beta, eps, scale, calls)
     judge_call(call, x, gamma, beta, eps, guarded_reads=guarded_reads)
     return call.y
 
@@ -271,8 +283,24 @@ def judge_call(call, x, gamma, beta, eps, *, guarded_reads: bool = True) -> None
     it read past the end of an input (`guarded_reads`: where the input's rows are moderate, so that a NaN can only
     come from the NaN around them). Only the output's final values can vary between runs (threads); every verdict
     here rests on what cannot: which memory was touched, and what the untouched memory still holds."""
-    n, d = x.shape
-    shape = f"a {n}x{d} input"
+    judge_outcome(call, x, gamma, beta, eps)
+    if call.inputs_changed:
+        name = call.inputs_changed[0]
+        raise Fail(
+            f"The kernel wrote into its input `{name}`: store results only through the output pointer (y_ptr); "
+            "x, gamma and beta are read, never written."
+        )
+    width = f"W = {call.simd_width}" if call.simd_width else "W"
+    expected = layernorm(x, gamma, beta, eps)
+    _judge_addresses(call, x, gamma, beta, eps, expected, width)
+    if guarded_reads:
+        _judge_reads_past_the_end(call.y, x, expected, width)
+    _judge_race(call)
+
+
+def judge_outcome(call, x, gamma, beta, eps) -> None:
+    """Fail when the call did not return: over its budget, a raised Error (a TODO's), a crash."""
+    shape = f"a {x.shape[0]}x{x.shape[1]} input"
     if call.outcome == "stalled":
         raise Fail(_stalled(call, shape), blocks=KERNEL_HANGS)
     if call.outcome == "raised":
@@ -291,33 +319,44 @@ def judge_call(call, x, gamma, beta, eps, *, guarded_reads: bool = True) -> None
                 f"The kernel printed more than {kernel_harness.OUTPUT_BYTES >> 20} MB on {shape} and was stopped: "
                 "remove the print from its loop."
             )
+        if np.allclose(call.y, layernorm(x, gamma, beta, eps), atol=ATOL):
+            raise Fail(
+                f"The kernel crashed the process ({call.signal_name}) on {shape} after writing every row right: it "
+                f"went on past the last row. {ROW_LOOP}",
+                cause=KERNEL_CRASHED,
+            )
         raise Fail(
             f"The kernel crashed the process ({call.signal_name}) on {shape}: a load or store far outside its "
-            "buffers. Row r starts at r * width; check every unsafe_offset, unsafe_load and unsafe_store.",
+            "buffers. Row r starts at r * width; check every unsafe_offset, unsafe_load and unsafe_store, and the "
+            "row count given to parallelize.",
             cause=KERNEL_CRASHED,
         )
-    width = f"W = {call.simd_width}" if call.simd_width else "W"
-    written_after = np.flatnonzero(call.after != kernel_harness.CANARY)
-    if written_after.size:
-        past = int(written_after[-1]) + 1
-        columns = f"column {d}" if past == 1 else f"columns {d}..{d + past - 1}"
+
+
+def _judge_race(call) -> None:
+    if call.different_calls:
         raise Fail(
-            f"The kernel writes past the end of its rows: the last row stored {past} value{'s' * (past > 1)} after "
-            f"the end of y ({columns} of a {d}-wide row), and every other row does the same into the start of the "
-            f"next row. {COLUMN_LOOPS.replace('W', width, 1)}."
+            f"The same input gave other outputs in {call.different_calls} of {call.calls} calls (first in row "
+            f"{call.first_different_row}): the rows share something that threads write at the same time, a race. "
+            "Keep each row's sums, mean and rstd in variables of its own, declared inside normalise_row, and write "
+            "only that row's part of y."
         )
-    if (call.before != kernel_harness.CANARY).any():
-        raise Fail("The kernel writes before the start of y: a store at a negative offset (row - 1, or col - 1?).")
-    if call.inputs_changed:
-        name = call.inputs_changed[0]
-        raise Fail(
-            f"The kernel wrote into its input `{name}`: store results only through the output pointer (y_ptr); "
-            "x, gamma and beta are read, never written."
-        )
-    expected = layernorm(x, gamma, beta, eps)
-    _judge_addresses(call.y, x, gamma, beta, eps, expected)
-    if guarded_reads:
-        _judge_reads_past_the_end(call.y, x, expected, width)
+
+
+def race_free(learner, calls: int = 10) -> str:
+    """Many rows with different statistics, the kernel called `calls` times on them in one process: a kernel whose
+    rows share state (a race between threads) gives other bits in some calls. Races need threads running at once,
+    so the input is large (16384 x 768: rows long enough to overlap); it is a test of chance, not a proof."""
+    build = harness_build(learner)
+    if build.binary is None:
+        raise Fail(f"Not run: {NO_PACKAGE}", blocks=NO_PACKAGE)
+    block, gamma, beta = case(11, 256, 768)
+    x = np.tile(block, (64, 1)) + (np.arange(64 * 256, dtype=np.float32) % 97)[:, None] / 8  # rows differ
+    scale = getattr(learner.options, "timeout_scale", None) or 1.0
+    call = kernel_harness.run(build.binary, x, gamma, beta, 1e-5, scale, calls)
+    judge_outcome(call, x, gamma, beta, 1e-5)
+    _judge_race(call)
+    return f"the same output in all {calls} calls"
 
 
 def _stalled(call, shape: str) -> str:
@@ -362,15 +401,17 @@ def _rows_read_at(x, offset, gamma, beta, eps) -> np.ndarray:
     return layernorm(rows, gamma, beta, eps)
 
 
-def _explains(y, values, store, written, atol) -> bool:
-    """Whether storing row r's `values` from element store(r) on gives exactly the cells written in `y`, each
-    equal to one of the values stored there (overlapping rows: whichever thread came last)."""
-    n, d = y.shape
-    flat, covered, best = y.ravel().astype(np.float64), np.zeros(n * d, bool), np.full(n * d, np.inf)
+def _explains(region, origin: int, values, store, written, atol) -> bool:
+    """Whether storing row r's `values` from element store(r) of y on (y starting at `origin` in `region`, the output
+    with its guards) writes exactly the cells written, each equal to one of the values stored there (overlapping
+    rows: whichever thread came last)."""
+    n, d = values.shape
+    covered, best = np.zeros(region.size, bool), np.full(region.size, np.inf)
+    flat = region.astype(np.float64)
     for r in range(n):
-        start = store(r, n, d)
-        if start < 0 or start + d > n * d:
-            return False  # it would have written outside y, which the guards would have shown
+        start = origin + store(r, n, d)
+        if start < 0 or start + d > region.size:
+            return False  # it would have written beyond the guards: a crash or memory the checker cannot see
         cells = slice(start, start + d)
         covered[cells] = True
         gap = np.abs(flat[cells] - values[r])
@@ -379,20 +420,41 @@ def _explains(y, values, store, written, atol) -> bool:
     return bool(np.array_equal(covered, written) and np.all(best[written] <= atol))
 
 
-def _judge_addresses(y, x, gamma, beta, eps, expected) -> None:
-    """Fail naming a row offset that is not row * width (where the rows were read or stored), or outputs never
-    written (the tail, whole rows), when the cells the kernel wrote say so unambiguously."""
+def _judge_addresses(call, x, gamma, beta, eps, expected, width: str) -> None:
+    """Fail naming a row offset that is not row * width (where the rows were read or stored, inside y or in the
+    guards around it), a write outside y, or outputs never written (the tail, whole rows), when the cells the kernel
+    wrote say so unambiguously."""
     n, d = x.shape
-    written = (y != kernel_harness.CANARY).ravel()
-    if _explains(y, expected, OFFSETS[RIGHT], written, ATOL):
+    region = np.concatenate([call.before, call.y.ravel(), call.after])
+    origin = call.before.size
+    written = region != kernel_harness.CANARY
+    if _explains(region, origin, expected, OFFSETS[RIGHT], written, ATOL):
         return
-    if n > 1:
-        for read_name, read in OFFSETS.items():
-            values = expected if read_name == RIGHT else _rows_read_at(x, read, gamma, beta, eps)
-            for store_name, store in OFFSETS.items():
-                if (read_name, store_name) != (RIGHT, RIGHT) and _explains(y, values, store, written, ATOL):
-                    raise Fail(_misplaced(read_name, store_name))
-    if not written.any():
+    right = [OFFSETS[RIGHT](r, n, d) for r in range(n)]
+    offsets = {name: at for name, at in OFFSETS.items() if name == RIGHT or [at(r, n, d) for r in range(n)] != right}
+    for read_name, read in offsets.items():
+        values = expected if read_name == RIGHT else _rows_read_at(x, read, gamma, beta, eps)
+        for store_name, store in offsets.items():
+            if (read_name, store_name) != (RIGHT, RIGHT) and _explains(region, origin, values, store, written, ATOL):
+                raise Fail(_misplaced(read_name, store_name))
+    after = np.flatnonzero(written[origin + n * d :])
+    if after.size:
+        past = int(after[-1]) + 1
+        if past >= d:
+            raise Fail(
+                f"The kernel writes past the end of y, {past} values and more: rows past the last one are stored. "
+                + ROW_LOOP
+            )
+        columns = f"column {d}" if past == 1 else f"columns {d}..{d + past - 1}"
+        raise Fail(
+            f"The kernel writes past the end of its rows: the last row stored {past} value{'s' * (past > 1)} after "
+            f"the end of y ({columns} of a {d}-wide row), and every other row does the same into the start of the "
+            f"next row. {COLUMN_LOOPS.replace('W', width, 1)}."
+        )
+    if written[:origin].any():
+        raise Fail("The kernel writes before the start of y: a store at a negative offset (row - 1, or col - 1?).")
+    y = call.y
+    if not written[origin : origin + n * d].any():
         raise Fail("The kernel returned without writing any output: store each row's result through y_ptr.")
     unwritten = y == kernel_harness.CANARY
     if not unwritten.any():
@@ -597,8 +659,9 @@ def large_mean_case(seed: int, d: int):
 
 def kernel_large_mean(y, x, gamma, beta) -> str:
     fix = "Take the mean first, then average (x - mean)² in a second pass over the row (or use Welford's update)."
-    kind = "numpy" if isinstance(y, np.ndarray) else "max"  # the harness's array, or a MAX tensor (GPU)
-    return judge_large_mean(y, x, gamma, beta, limit=2e-2, fix=fix, name="mojo_layer_norm(x, gamma, beta)", kind=kind)
+    harness = isinstance(y, np.ndarray)  # the harness's array (the CPU kernel), or a MAX tensor (the GPU path)
+    name = "your kernel's y" if harness else "mojo_layer_norm(x, gamma, beta)"
+    return judge_large_mean(y, x, gamma, beta, limit=2e-2, fix=fix, name=name, kind="numpy" if harness else "max")
 
 
 # -- the GPU path ---------------------------------------------------------------------------------
