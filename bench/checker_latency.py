@@ -187,7 +187,7 @@ def _run_watch(step: str, env: dict, timeout: float) -> dict:
 
 def watch_recheck(step: str) -> dict:
     """The two phases of a `watch` re-check of the solution, each in a spare worker that is already warm."""
-    from tests.check.__main__ import parse_check_arguments
+    from tests.check.cli import parse_check_arguments
     from tests.check.engine import run_checklist
     from tests.check.sandbox import Spare
 
