@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
-from tests.check.engine import Report, Result
+import pytest
+
+from tests.check.engine import Report, Result, explain
 from tests.check.printer import ReportPrinter
+from tests.check.sandbox import LearnerError
 
 
 def printed(results: list[Result], verbose: bool = False) -> str:
@@ -42,3 +46,61 @@ def test_a_shown_cause_still_collapses_its_cascade_and_other_hints_stay():
     text = printed(results)
     assert [line.split()[1] for line in text.splitlines() if line.startswith("❌")] == ["a", "c", "d"]
     assert "… 1 more check not judged until this is fixed (AttributeError at line 3" in text
+
+
+# Messages as NumPy 2, PyTorch 2 and MAX 26 raise them, and what the hint must say instead.
+FRAMEWORK_ERRORS = [
+    ("ValueError", "operands could not be broadcast together with shapes (4,8) (4,) ", ["(4,8) and (4,)", "keepdims"]),
+    ("ValueError", "cannot reshape array of size 2 into shape (3,)", ["2 values into shape (3,)", "one value per row"]),
+    ("AxisError", "axis 1 is out of bounds for array of dimension 1", ["no axis 1 in a 1-D array", "keepdims"]),
+    (
+        "ValueError",
+        "non-broadcastable output operand with shape (2,1) doesn't match the broadcast shape (2,3)",
+        ["shaped (2,3) into an array shaped (2,1)", "in place"],
+    ),
+    (
+        "RuntimeError",
+        "one of the variables needed for gradient computation has been modified by an inplace operation: "
+        "[torch.FloatTensor [4, 8]], which is output 0 of ExpBackward0, is at version 1; expected version 0 instead.",
+        ["in-place operation changed a tensor autograd saved", "not y +="],
+    ),
+    (
+        "RuntimeError",
+        "Trying to backward through the graph a second time (or directly access saved tensors after they have "
+        "already been freed).",
+        ["through the same graph twice", "earlier call"],
+    ),
+    (
+        "RuntimeError",
+        "element 0 of tensors does not require grad and does not have a grad_fn",
+        ["cut from the autograd graph", ".detach()"],
+    ),
+    (
+        "RuntimeError",
+        "The size of tensor a (8) must match the size of tensor b (4) at non-singleton dimension 1",
+        ["sizes 8 and 4 do not broadcast at dimension 1", "keepdim=True"],
+    ),
+    ("RuntimeError", "expected m1 and m2 to have the same dtype, but got: float != double", ["two dtypes", ".to("]),
+    (
+        "ValueError",
+        "Failed to create op 'SubOp':\nInputs:\n    input_x = TensorValue(dtype=float32, shape=[Dim(4), Dim(8)])\n"
+        "Diagnostics:\n    Input lhs (shape [4, 8]) dimension at axis 1 (value 8) and input rhs (shape [4]) dimension "
+        "at axis 0 (value 4) are neither equivalent nor broadcastable.",
+        ["MAX cannot broadcast the inputs of SubOp", "keeping its axis"],
+    ),
+]
+
+
+@pytest.mark.parametrize("kind, message, phrases", FRAMEWORK_ERRORS, ids=[m[:40] for _, m, _ in FRAMEWORK_ERRORS])
+def test_a_framework_error_becomes_what_it_means_at_the_learners_line(kind, message, phrases):
+    error = LearnerError(f"{kind}: {message}", exc_type=kind, detail=message, where=(12, "y = x - mean"))
+    hint = explain(error, Path("step_01.py"))
+    assert "(step_01.py:12: `y = x - mean`)" in hint
+    assert message.split(":")[0].split("(")[0] not in hint  # the framework's own words are not repeated
+    for phrase in phrases:
+        assert phrase in hint, hint
+
+
+def test_an_unknown_error_is_still_shown_with_its_line():
+    error = LearnerError("ZeroDivisionError: division by zero", exc_type="ZeroDivisionError", detail="division by zero")
+    assert explain(error, Path("step_01.py")) == "Your code raised ZeroDivisionError: division by zero."
