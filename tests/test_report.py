@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.check.engine import Report, Result, explain
+from tests.check.engine import REPO_ROOT, Report, Result, explain
 from tests.check.printer import ReportPrinter
 from tests.check.sandbox import LearnerError
+
+ZOO = REPO_ROOT / "tests" / "zoo"
 
 
 def printed(results: list[Result], verbose: bool = False) -> str:
@@ -46,6 +51,21 @@ def test_a_shown_cause_still_collapses_its_cascade_and_other_hints_stay():
     text = printed(results)
     assert [line.split()[1] for line in text.splitlines() if line.startswith("❌")] == ["a", "c", "d"]
     assert "… 1 more check not judged until this is fixed (AttributeError at line 3" in text
+
+
+def checker(*args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "tests.check", *args]
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+
+
+def test_one_mistake_is_one_failure_and_json_and_verbose_keep_every_check():
+    case = str(ZOO / "step_01" / "bad_unbiased_variance.py")
+    report = checker("01", "--file", case)
+    assert report.stdout.count("❌") == 1 and report.stdout.count("variance looks unbiased") == 1, report.stdout
+    assert "also fails for the reason under “worked example 1”: worked examples 3-4; random inputs" in report.stdout
+    failed = [c for c in json.loads(checker("01", "--file", case, "--json").stdout)["checks"] if not c["passed"]]
+    assert len(failed) > 5 and all("unbiased" in c["message"] for c in failed)
+    assert checker("01", "--file", case, "--verbose").stdout.count("❌") == len(failed)
 
 
 # Messages as NumPy 2, PyTorch 2 and MAX 26 raise them, and what the hint must say instead.
@@ -101,6 +121,19 @@ def test_a_framework_error_becomes_what_it_means_at_the_learners_line(kind, mess
         assert phrase in hint, hint
 
 
-def test_an_unknown_error_is_still_shown_with_its_line():
+def test_an_error_outside_the_table_is_shown_as_it_was_raised():
     error = LearnerError("ZeroDivisionError: division by zero", exc_type="ZeroDivisionError", detail="division by zero")
     assert explain(error, Path("step_01.py")) == "Your code raised ZeroDivisionError: division by zero."
+
+
+def test_a_report_names_a_missing_keepdims_at_the_learners_line_not_numpys_words(tmp_path):
+    path = tmp_path / "submission.py"
+    path.write_text(
+        "import numpy as np\n\n\ndef layernorm_forward(x, gamma, beta, eps=1e-5):\n"
+        "    mean = x.mean(axis=1, keepdims=True)\n"
+        "    var = ((x - mean) ** 2).mean(axis=1)\n"
+        "    return gamma * (x - mean) / np.sqrt(var + eps) + beta, None\n"
+    )
+    report = checker("01", "--file", str(path))
+    assert "could not be broadcast" not in report.stdout, report.stdout
+    assert "submission.py:7" in report.stdout and "without keepdims=True" in report.stdout

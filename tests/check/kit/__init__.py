@@ -1,12 +1,15 @@
 """The vocabulary of a checklist: a step's checklist imports from this package only.
 
 Judge side (plain data in, verdicts out):
-- `Checklist`, `Fail`: declare checks; a `Fail` is the ❌ and its hint (`blocks=` stops later checks).
+- `Checklist`, `Fail`: declare checks; a `Fail` is the ❌ and its hint (`blocks=` stops later checks);
+  `explain`: the hint for an exception the learner's code raised.
 - `layernorm`, `layernorm_grads`: the float64 oracles. `random_case`, `upstream_gradient`: inputs.
 - `expect_array` (NumPy arrays and torch/MAX tensors alike), `expect_tuple`, `expect_close`,
-  `relative_error`, `error_hints`, `judge_large_mean`: validators whose failures say what is wrong.
+  `relative_error`, `error_hints`, `judge_large_mean`: validators whose failures say what is wrong;
+  `known_mistake`: the name `expect_close` would give a wrong output, or None.
 - `forward_mistakes`, `gradient_mistakes`, `parameter_gradient_mistakes`, `Mistake`: the catalogue of classic
   wrong LayerNorms.
+- `backward`: naming what a hand-written backward gets wrong, term by term (step 02).
 - `max_module`: judging a MAX LayerNorm module (step 03): the run's dtype and tolerances, its forward, its graph.
 - `torch_module`: judging a PyTorch LayerNorm module (step 04): PyTorch's fixes, forward, gradients, state_dict.
 - `transformer`: judging step 05's blocks (LayerNorm placement, the residual) and its experiment, and its figure.
@@ -15,8 +18,17 @@ Learner side (probes, run in the learner's process through `learner.probe`):
 - `numpy_side`, `torch_side`, `max_side`: the adapters and probes of each framework's steps.
 """
 
-from tests.check.engine import REPO_ROOT, Checklist, Fail, Learner
-from tests.check.kit import kernels, max_module, max_side, numpy_side, torch_module, torch_side, transformer
+from tests.check.engine import REPO_ROOT, Checklist, Fail, Learner, explain
+from tests.check.kit import (
+    backward,
+    kernels,
+    max_module,
+    max_side,
+    numpy_side,
+    torch_module,
+    torch_side,
+    transformer,
+)
 from tests.check.kit.judging import (
     Mistake,
     error_hints,
@@ -24,6 +36,7 @@ from tests.check.kit.judging import (
     expect_close,
     expect_tuple,
     judge_large_mean,
+    known_mistake,
     layernorm,
     layernorm_grads,
     random_case,
@@ -35,9 +48,11 @@ from tests.check.kit.judging import (
 )
 from tests.check.kit.mistakes import forward_mistakes, gradient_mistakes, parameter_gradient_mistakes
 from tests.check.kit.numpy_side import (
-    NUMPY_BROADCAST_HINTS,
     NUMPY_FIXES,
     expect_vectorised,
+    forward_diagnosis,
+    forward_matches,
+    forward_output,
     forward_value,
     line_events,
     numpy_only,
