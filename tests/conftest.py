@@ -35,5 +35,9 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if item.get_closest_marker("max") or item.get_closest_marker("mojo"):
             item.add_marker(pytest.mark.xdist_group("compiles"))
-        elif item.originalname in ("test_zoo", "test_every_check_is_failed_by_some_wrong_file"):
+        elif item.originalname in (
+            "test_zoo",
+            "test_zoo_report_says_each_hint_once",
+            "test_every_check_is_failed_by_some_wrong_file",
+        ):
             item.add_marker(pytest.mark.xdist_group(f"zoo-{item.callspec.params['step']}"))

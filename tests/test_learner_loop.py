@@ -26,6 +26,11 @@ from tests.working_tree import copy_working_tree
 GIT = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 
 
+def total_checks(step: str) -> int:
+    """The checks a step's report counts: its checklist's and the import check."""
+    return 1 + len(load_checklist(step).checks)
+
+
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
     """The working tree as files (what git would commit), committed in a fresh repository of its own."""
@@ -76,8 +81,9 @@ def test_status_tells_not_started_in_progress_and_done_and_reruns_only_what_chan
     step_02.write_text(solved.replace("dbeta = dy.sum(axis=0)", "dbeta = -dy.sum(axis=0)"))
     second = checker(repo, "status")
     rows = {line[:2]: line for line in second.stdout.splitlines() if line[:2].isdigit()}
-    assert rows["01"].endswith("done ✅") and " 14/14 " in rows["01"], second.stdout
-    assert rows["02"].endswith("in progress") and "/12 " in rows["02"], second.stdout
+    ones = total_checks("01")
+    assert rows["01"].endswith("done ✅") and f" {ones}/{ones} " in rows["01"], second.stdout
+    assert rows["02"].endswith("in progress") and f"/{total_checks('02')} " in rows["02"], second.stdout
     assert rows["03"].endswith("not started")
     assert "(checking step 01: not checked here yet…)" in second.stderr.splitlines()
     assert "(checking step 02: not checked here yet…)" in second.stderr.splitlines()
@@ -517,15 +523,15 @@ def test_watch_rechecks_on_save_in_place_and_by_rename_then_moves_on(repo):
     watch = Watch(repo)  # starts at the first step that does not pass: 01
     try:
         watch.expect("── step 01 of 6")
-        watch.expect("step 1 of 6 · 2/14 checks")
+        watch.expect(f"step 1 of 6 · 2/{total_checks('01')} checks")
         mine.write_text(mine.read_text() + "\n# saved in place\n")
         watch.expect("(saved: checking again)")
-        watch.expect("step 1 of 6 · 2/14 checks")
+        watch.expect(f"step 1 of 6 · 2/{total_checks('01')} checks")
         replacement = mine.with_name(".step_01.py.swp")  # what vim and JetBrains do: write aside, then rename
         replacement.write_text((repo / "solutions" / "solution_01.py").read_text())
         os.replace(replacement, mine)
         watch.expect("(saved: checking again)")
-        watch.expect("step 1 of 6 · 14/14 checks")
+        watch.expect(f"step 1 of 6 · {total_checks('01')}/{total_checks('01')} checks")
         watch.expect("Step 01 passes every check ✅ — on to step 02.")
         watch.expect("── step 02 of 6")
         watch.expect("step 2 of 6 ·")
@@ -554,7 +560,7 @@ def test_watch_cancels_a_run_when_a_file_is_saved_during_it(repo):
         assert before
         solve(repo, "01")
         watch.expect("(saved: checking again)")
-        watch.expect("step 1 of 6 · 14/14 checks", timeout=60)
+        watch.expect(f"step 1 of 6 · {total_checks('01')}/{total_checks('01')} checks", timeout=60)
         assert all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in before)
     finally:
         assert watch.stop() == 0

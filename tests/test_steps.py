@@ -4,12 +4,14 @@ its verdict and hint, and every check is failed by some wrong implementation."""
 from __future__ import annotations
 
 import hashlib
+import io
 import subprocess
 import sys
 
 import pytest
 
 from tests.check.engine import REPO_ROOT, available_steps, load_checklist
+from tests.check.printer import ReportPrinter, same_hint_key
 from tests.zoo_helpers import (
     EXTRA_OPTIONS,
     assert_zoo_case,
@@ -18,6 +20,7 @@ from tests.zoo_helpers import (
     expectation,
     machine_skips,
     zoo_cases,
+    zoo_report,
 )
 
 # The tiers (pyproject.toml): MAX steps compile kernels, step 06 compiles Mojo, PyTorch zoos take minutes.
@@ -59,6 +62,19 @@ def fingerprint(folder) -> dict[str, str]:
 @pytest.mark.parametrize("step, case", all_zoo_cases())
 def test_zoo(step, case):
     assert_zoo_case(step, case)
+
+
+@pytest.mark.parametrize("step, case", all_zoo_cases())
+def test_zoo_report_says_each_hint_once(step, case):
+    """A cause is said once: no hint is printed twice, numbers aside (the report test_zoo computed)."""
+    report, out = zoo_report(step, case), io.StringIO()
+    printer = ReportPrinter(out=out)
+    for result in report.results:
+        printer.result(result)
+    printer.finish(report, step)
+    hints = [line.strip() for line in out.getvalue().splitlines() if line.strip().startswith("↳")]
+    repeated = [hint for hint in hints if [same_hint_key(h) for h in hints].count(same_hint_key(hint)) > 1]
+    assert not repeated, out.getvalue()
 
 
 @pytest.mark.parametrize("step", steps(cost_free=True))

@@ -202,6 +202,104 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+# What a NumPy, PyTorch or MAX error raised inside the learner's code means there: (pattern, what happened,
+# the likely cause). "{0}"... are the pattern's groups. Only the errors a LayerNorm learner meets.
+FRAMEWORK_ERRORS = (
+    (
+        r"operands could not be broadcast together with shapes (.+?)\s*$",
+        "NumPy cannot broadcast shapes {0} together",
+        "a row statistic reduced without keepdims=True is (N,), not (N, 1), or a parameter has the wrong shape",
+    ),
+    (
+        r"non-broadcastable output operand with shape (\S+) doesn't match the broadcast shape (\S+)",
+        "An in-place operation writes a result shaped {1} into an array shaped {0}",
+        "the array updated in place (+=, -=, *=, out=) must already have the result's shape",
+    ),
+    (
+        r"cannot reshape array of size (\d+) into shape (.+)",
+        "NumPy cannot reshape {0} values into shape {1}",
+        "the array has the wrong size: a sum over axis 1 leaves one value per row, over axis 0 one per feature",
+    ),
+    (
+        r"axis (-?\d+) is out of bounds for array of dimension (\d+)",
+        "There is no axis {0} in a {1}-D array",
+        "the array lost an axis earlier (a reduction without keepdims=True?), or has fewer than the code assumes",
+    ),
+    (
+        r"Cannot cast ufunc '(\w+)' output from dtype\('(\w+)'\) to dtype\('(\w+)'\)",
+        "An in-place {0} would write {1} values into a {2} array",
+        "compute into a new array instead",
+    ),
+    (
+        r"one of the variables needed for gradient computation has been modified by an inplace operation",
+        "An in-place operation changed a tensor autograd saved for the backward",
+        "compute a new tensor (y = y + ..., not y += ..., x[...] = ... or .add_())",
+    ),
+    (
+        r"Trying to backward through the graph a second time",
+        "The backward went through the same graph twice",
+        "a tensor kept from an earlier call (a cache, a global, a default argument) is reused, or .backward() runs "
+        "twice; build the graph afresh in each call",
+    ),
+    (
+        r"a leaf Variable that requires grad is being used in an in-place operation",
+        "An in-place operation on a tensor that requires grad (an input or a parameter)",
+        "compute a new tensor instead",
+    ),
+    (
+        r"element 0 of tensors does not require grad and does not have a grad_fn",
+        "The result is cut from the autograd graph",
+        "something detaches it (.detach(), .item(), .data, torch.no_grad() or a NumPy round trip); compute it with "
+        "torch operations on the inputs",
+    ),
+    (
+        r"Can't call numpy\(\) on Tensor that requires grad",
+        "A tensor autograd follows is turned into a NumPy array",
+        "autograd cannot follow NumPy; use torch operations",
+    ),
+    (
+        r"The size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\) at non-singleton dimension (\d+)",
+        "Tensors of sizes {0} and {1} do not broadcast at dimension {2}",
+        "a statistic reduced without keepdim=True, or a parameter of the wrong shape",
+    ),
+    (
+        r"mat1 and mat2 shapes cannot be multiplied \((.+?)\)",
+        "A matrix product of shapes {0} does not fit",
+        "the inner sizes must agree (a layer built for another size?)",
+    ),
+    (
+        r"(?:must|to) have the same dtype|expected scalar type \w+ but found \w+",
+        "Tensors of two dtypes meet (float32 and float64?)",
+        "create tensors in the input's dtype, or cast with .to(x.dtype)",
+    ),
+    (
+        r"Expected all tensors to be on the same device",
+        "Tensors on different devices meet",
+        "create new tensors on the input's device (x.device)",
+    ),
+    (
+        r"Dimension out of range \(expected to be in range of \[(-?\d+), (-?\d+)\], but got (-?\d+)\)",
+        "There is no dimension {2} here (the tensor has dimensions {0} to {1})",
+        "the tensor lost a dimension earlier (keepdim=False?), or has fewer than the code assumes",
+    ),
+    (
+        r"Failed to create op '(\w+)'.*neither equivalent nor broadcastable",
+        "MAX cannot broadcast the inputs of {0}",
+        "a statistic reduced without keeping its axis, or a parameter of the wrong shape",
+    ),
+)
+
+
+def framework_meaning(text: str) -> tuple[str, str] | None:
+    """(what happened, its likely cause) for a framework error's message, or None when it is not a known one."""
+    for pattern, what, why in FRAMEWORK_ERRORS:
+        match = re.search(pattern, text, re.S)
+        if match:
+            groups = [" and ".join(group.split()) for group in match.groups()]
+            return what.format(*groups), why
+    return None
+
+
 def explain(error: LearnerError, path: Path) -> str:
     """Turn what went wrong in the learner's process into a one-line hint."""
     where = ""
@@ -226,6 +324,9 @@ def explain(error: LearnerError, path: Path) -> str:
         return f"An import failed: {text}{where}."
     if kind == "NameError":
         return f"{text}{where}: is an import or a definition missing?"
+    meaning = framework_meaning(error.detail)
+    if meaning:
+        return f"{meaning[0]}{where}: {meaning[1]}."
     return f"Your code raised {text}{where}."
 
 

@@ -1,53 +1,56 @@
-"""Step 02 checklist: LayerNorm backward in NumPy."""
+"""Step 02 checklist: LayerNorm backward in NumPy (its judging, and the naming of its mistakes: kit.backward)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from tests.check.kit import (
-    NUMPY_BROADCAST_HINTS,
-    NUMPY_FIXES,
     Checklist,
     Fail,
-    error_hints,
     expect_array,
     expect_close,
     expect_tuple,
     expect_vectorised,
-    forward_mistakes,
-    forward_value,
-    gradient_mistakes,
-    layernorm,
-    layernorm_grads,
+    forward_matches,
     line_events,
     numpy_only,
-    parameter_gradient_mistakes,
     random_case,
     relative_error,
     upstream_gradient,
+)
+from tests.check.kit.backward import (
+    BACKWARD,
+    FORWARD,
+    FORWARD_WRONG,
+    GRADIENTS,
+    backward_run,
+    grads_of,
+    judge,
+    judge_grads,
+    named,
 )
 
 checklist = Checklist(
     step="02", title="LayerNorm backward in NumPy", import_timeout=5, default_timeout=5, preload=("numpy",)
 )
 
-FORWARD, BACKWARD = "layernorm_forward", "layernorm_backward"
-DX_FIXES = {  # the catalogued wrong backwards, and how to fix each in NumPy
-    "no-mean-path": "subtract mean(g) along the row (g = dy * gamma)",
-    "no-variance-path": "subtract xhat * mean(g * xhat) along the row",
-    "constant-statistics": "",
-    "ignores-gamma": "",
-    "sign": "",
-    "batch-axis": "axis=1, keepdims=True",
-    "unbiased": "",
-}
-
 
 # -- probes: run in the learner's process, return plain data ------------------------------------
-def _forward_backward(learner_module, x, gamma, beta, eps, dy):
-    """y from the learner's forward, then (dx, dgamma, dbeta) from their backward on its cache."""
-    y, cache = learner_module.layernorm_forward(x, gamma, beta, eps)
-    return y, learner_module.layernorm_backward(dy, cache)
+def _backward_after_another_forward(learner_module, first, second, dy):
+    """The gradients of a first forward's backward run at once, then again after a second forward (on other inputs
+    of the same shape) ran in between, and the second forward's own. Every call gets fresh arrays: a call that
+    mutates its arguments is left to the check that looks for it."""
+
+    def forward(inputs):
+        return learner_module.layernorm_forward(*(a.copy() for a in inputs))[1]
+
+    def backward_of(cache):
+        return learner_module.layernorm_backward(dy.copy(), cache)
+
+    alone = backward_of(forward(first))
+    cache, other = forward(first), forward(second)
+    interleaved = backward_of(cache)
+    return alone, interleaved, backward_of(other)
 
 
 def _backward_twice(learner_module, x, gamma, beta, dy):
@@ -65,50 +68,6 @@ def _backward_line_events(learner_module, cases):
     return line_events(learner_module, BACKWARD, prepared)
 
 
-# -- judging ------------------------------------------------------------------------------------
-def grads_of(learner, x, gamma, beta, eps, dy):
-    """The learner's (y, dx, dgamma, dbeta), checked for type and shape."""
-    n, d = x.shape
-    per_row = {  # the return line reshapes dgamma and dbeta to gamma's shape: a per-row sum fails there
-        f"cannot reshape array of size {n} into shape": f"dgamma or dbeta has {n} values, one per row: it was "
-        "summed over axis 1; sum over axis 0 (the batch) instead"
-    }
-    with error_hints({**NUMPY_BROADCAST_HINTS, **(per_row if n != d else {})}):
-        y, grads = expect_tuple(
-            learner.probe(_forward_backward, x, gamma, beta, eps, dy, during=f"calling {FORWARD} then {BACKWARD}"),
-            "forward + backward",
-            2,
-        )
-    dx, dgamma, dbeta = expect_tuple(grads, BACKWARD, 3)
-    y, dx = (expect_array(v, name, shape=x.shape, dtype=x.dtype) for v, name in ((y, "y"), (dx, "dx")))
-    for name, value in (("dgamma", dgamma), ("dbeta", dbeta)):
-        expect_array(value, name, dtype=x.dtype)
-        if value.shape not in ((d,), np.shape(gamma)):
-            summed_rows = (
-                " It was summed over axis 1: sum over axis 0 (the batch) instead." if value.shape == (n,) else ""
-            )
-            raise Fail(
-                f"`{name}` has shape {value.shape}; expected ({d},) or the shape of gamma "
-                f"{np.shape(gamma)}.{summed_rows}"
-            )
-    return y, dx, np.reshape(dgamma, -1), np.reshape(dbeta, -1)
-
-
-def judge_grads(learner, x, gamma, beta, eps, dy, which=("dx", "dgamma", "dbeta")) -> str:
-    _, *got = grads_of(learner, x, gamma, beta, eps, dy)
-    expected = layernorm_grads(x, np.reshape(gamma, -1), eps, dy)
-    mistakes = {
-        "dx": gradient_mistakes(x, np.reshape(gamma, -1), eps, dy, DX_FIXES),
-        **parameter_gradient_mistakes(x, gamma, eps, dy),
-    }
-    details = [
-        expect_close(actual, wanted, name=name, dtype=x.dtype, mistakes=mistakes[name])
-        for name, actual, wanted in zip(("dx", "dgamma", "dbeta"), got, expected, strict=True)
-        if name in which
-    ]
-    return details[0] if len(details) == 1 else "; ".join(f"{n} {d}" for n, d in zip(which, details, strict=True))
-
-
 def case(seed, n=6, d=9):
     return (*random_case(seed, (n, d)), upstream_gradient(seed, (n, d)))
 
@@ -117,22 +76,20 @@ def case(seed, n=6, d=9):
 @checklist.check("the forward in this file still matches the float64 oracle")
 def forward_still_right(learner):
     x, gamma, beta, _ = case(11)
-    y = expect_array(forward_value(learner, x, gamma, beta, 1e-5), "y", shape=x.shape, dtype=x.dtype)
-    mistakes = forward_mistakes(x, gamma, beta, 1e-5, NUMPY_FIXES)
-    return expect_close(y, layernorm(x, gamma, beta, 1e-5), name="y", dtype=x.dtype, mistakes=mistakes)
+    try:
+        detail = forward_matches(learner, x, gamma, beta, 1e-5)
+        forward_matches(learner, 0.3 * x, gamma, beta, 0.5)  # eps comparable with the variance: it must be used
+    except Fail as failure:
+        raise Fail(str(failure), cause=failure.cause or FORWARD_WRONG, blocks=failure.blocks) from None
+    return detail
 
 
 @checklist.check("worked example 3 (eps=0, dy = ones): dbeta = [2, 2, 2], dgamma = [-2.449490, 0, 2.449490], dx = 0")
 def worked_example_3(learner):
     x, gamma, dy = np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0]]), np.ones(3), np.ones((2, 3))
-    _, dx, dgamma, dbeta = grads_of(learner, x, gamma, np.zeros(3), 0.0, dy)
-    wanted_dx, wanted_dgamma, wanted_dbeta = layernorm_grads(x, gamma, 0.0, dy)  # dgamma unrounded: ±sqrt(6)
-    mistakes = parameter_gradient_mistakes(x, gamma, 0.0, dy)
-    details = [
-        expect_close(dbeta, wanted_dbeta, name="dbeta", dtype=x.dtype, mistakes=mistakes["dbeta"]),
-        expect_close(dgamma, wanted_dgamma, name="dgamma", dtype=x.dtype, mistakes=mistakes["dgamma"]),
-        expect_close(dx, wanted_dx, name="dx", dtype=x.dtype, mistakes=gradient_mistakes(x, gamma, 0.0, dy, DX_FIXES)),
-    ]
+    _, dx, dgamma, dbeta = grads_of(learner, x, gamma, np.zeros(3), 0.0, dy)  # dgamma unrounded: ±sqrt(6)
+    details = [judge(learner, name, value, x, gamma, 0.0, dy) for name, value in (("dbeta", dbeta), ("dgamma", dgamma))]
+    details.append(judge(learner, "dx", dx, x, gamma, 0.0, dy))
     return "; ".join(f"{name} {detail}" for name, detail in zip(("dbeta", "dgamma", "dx"), details, strict=True))
 
 
@@ -148,6 +105,32 @@ def register_gradient_check(name: str, seed: int, gradient: str) -> None:
 
 register_gradient_check("dbeta matches the oracle (random dy)", 12, "dbeta")
 register_gradient_check("dgamma matches the oracle (random dy)", 13, "dgamma")
+
+
+def register_term_check(name: str, term: str) -> None:
+    """A check of one term of dx alone, on the diagnostic run's dy that excites that term."""
+
+    def term_right(learner):
+        run = backward_run(learner)
+        try:
+            return expect_close(
+                run.outputs[term]["dx"], run.expected_dx(term), name="dx", dtype=run.x.dtype, mistakes=()
+            )
+        except Fail as failure:
+            raise Fail(run.names.get("dx") or str(failure)) from None
+
+    checklist.check(name)(term_right)
+
+
+register_term_check(
+    "dx, the direct term: rstd * g with g = dy * gamma (for a g of zero mean, nothing along xhat)", "direct"
+)
+register_term_check("dx, the path through the mean: -rstd * mean(g) (g constant along a row gives dx = 0)", "mean")
+register_term_check(
+    "dx, the path through the variance: -rstd * xhat * mean(g * xhat) (g along xhat gives dx = rstd * g * eps / "
+    "(var + eps))",
+    "variance",
+)
 register_gradient_check("dx matches the oracle (random dy, random gamma)", 14, "dx")
 
 
@@ -171,14 +154,16 @@ def finite_differences(learner):
     for k, (slot, index) in enumerate(slots):
         plus, minus = (expect_array(outputs[2 * k + i], "y", shape=x.shape) for i in (0, 1))
         numeric[slot][index] = np.sum((plus - minus) * dy) / (2 * h)
-    errors = {
-        name: relative_error(a, n) for name, a, n in zip(("dx", "dgamma", "dbeta"), analytic, numeric, strict=True)
-    }
-    bad = ", ".join(f"{name} {error:.1e}" for name, error in errors.items() if error >= 1e-7)
+    errors = {name: relative_error(a, n) for name, a, n in zip(GRADIENTS, analytic, numeric, strict=True)}
+    bad = [name for name, error in errors.items() if error >= 1e-7]
+    hints = [hint for hint in (named(learner, name) for name in bad) if hint]
+    if hints:
+        raise Fail(hints[0])
     if bad:
         raise Fail(
-            f"Your backward disagrees with the finite-difference gradient of your forward: relative error "
-            f"{bad} (needs < 1e-7). If the forward is right, the analytic gradient is not."
+            "Your backward disagrees with the finite-difference gradient of your forward: relative error "
+            f"{', '.join(f'{name} {errors[name]:.1e}' for name in bad)} (needs < 1e-7). If the forward is right, the "
+            "analytic gradient is not."
         )
     return ", ".join(f"{name} {error:.0e}" for name, error in errors.items())
 
@@ -192,27 +177,33 @@ def row_shaped_params(learner):
 @checklist.check("eps is honoured in the backward too (eps=0.5)")
 def eps_honoured(learner):
     x, gamma, beta, dy = case(17, n=4, d=6)
-    x *= 0.3  # a variance comparable with eps, so eps matters
-    try:
-        return judge_grads(learner, x, gamma, beta, 0.5, dy, which=("dx", "dgamma"))
-    except Fail:
-        y, dx, _, _ = grads_of(learner, x, gamma, beta, 0.5, dy)
-        try:
-            expect_close(
-                y,
-                layernorm(x, gamma, beta, 0.5),
-                name="y",
-                dtype=x.dtype,
-                mistakes=forward_mistakes(x, gamma, beta, 0.5, NUMPY_FIXES),
-            )
-        except Fail as forward:
-            raise Fail(f"The forward already differs at eps=0.5: {forward}") from None
-        if np.allclose(dx, layernorm_grads(x, gamma, 1e-5, dy)[0], atol=1e-6):
-            raise Fail(
-                "The backward uses eps=1e-5 whatever the forward was given: cache rstd (or eps) "
-                "in the forward and use it in the backward."
-            ) from None
-        raise
+    return judge_grads(learner, 0.3 * x, gamma, beta, 0.5, dy, which=("dx", "dgamma"))  # variance comparable with eps
+
+
+@checklist.check("the backward reads its own cache (forward A, forward B, then backward of A gives A's gradients)")
+def own_cache(learner):
+    (xa, gamma_a, beta_a, dy), (xb, gamma_b, beta_b, _) = case(24), case(25)
+    returned = learner.probe(
+        _backward_after_another_forward,
+        (xa, gamma_a, beta_a),
+        (xb, gamma_b, beta_b),
+        dy,
+        during=f"calling {FORWARD} twice, then {BACKWARD}",
+    )
+    alone, interleaved, second = (expect_tuple(grads, BACKWARD, 3) for grads in expect_tuple(returned, BACKWARD, 3))
+    for name, a, b, c in zip(GRADIENTS, alone, interleaved, second, strict=True):
+        a, b, c = expect_array(a, name), expect_array(b, name), expect_array(c, name)
+        if a.shape == b.shape and np.allclose(a, b, rtol=1e-12, atol=1e-12):
+            continue
+        whose = (
+            "the second forward's" if b.shape == c.shape and np.allclose(b, c, rtol=1e-12, atol=1e-12) else "another"
+        )
+        raise Fail(
+            f"After a second forward, the backward of the first gives {whose} {name}: it reads something the second "
+            "forward replaced (a module-level variable, or an array reused between calls), not only the cache it is "
+            "given. Each forward must put arrays of its own in its cache."
+        )
+    return ""
 
 
 @checklist.check("dy and the cache are not modified (a second backward gives the same gradients)")
@@ -223,8 +214,7 @@ def nothing_mutated(learner):
     )
     if not (isinstance(dy_after, np.ndarray) and np.array_equal(dy_after, dy)):
         raise Fail("`dy` was modified in place: compute into new arrays (g = dy * gamma, not dy *= gamma).")
-    names = ("dx", "dgamma", "dbeta")
-    for name, a, b in zip(names, expect_tuple(first, BACKWARD, 3), expect_tuple(second, BACKWARD, 3), strict=True):
+    for name, a, b in zip(GRADIENTS, expect_tuple(first, BACKWARD, 3), expect_tuple(second, BACKWARD, 3), strict=True):
         a, b = expect_array(a, name), expect_array(b, name)
         if a.shape != b.shape or not np.allclose(a, b, atol=1e-12):
             raise Fail(

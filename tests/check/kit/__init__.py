@@ -2,12 +2,15 @@
 
 Judge side (plain data in, verdicts out):
 - `Checklist`, `Fail`: declare checks; a `Fail` is the ❌ and its hint (`blocks=` stops later checks;
-  `NOT_IMPORTED` is the block of a file that does not import, for checks that run `despite` it).
+  `NOT_IMPORTED` is the block of a file that does not import, for checks that run `despite` it);
+  `explain`: the hint for an exception the learner's code raised.
 - `layernorm`, `layernorm_grads`: the float64 oracles. `random_case`, `upstream_gradient`: inputs.
 - `expect_array` (NumPy arrays and torch/MAX tensors alike), `expect_tuple`, `expect_close`,
-  `relative_error`, `error_hints`, `judge_large_mean`: validators whose failures say what is wrong.
+  `relative_error`, `error_hints`, `judge_large_mean`: validators whose failures say what is wrong;
+  `known_mistake`: the name `expect_close` would give a wrong output, or None.
 - `forward_mistakes`, `gradient_mistakes`, `parameter_gradient_mistakes`, `Mistake`: the catalogue of classic
   wrong LayerNorms.
+- `backward`: naming what a hand-written backward gets wrong, term by term (step 02).
 - `max_module`: judging a MAX LayerNorm module (step 03): the run's dtype and tolerances, its forward, its graph.
 - `torch_module`: judging a PyTorch LayerNorm module (step 04): PyTorch's fixes, forward, gradients, state_dict.
 - `transformer`: judging step 05's blocks (LayerNorm placement, the residual) and its experiment, and its figure.
@@ -17,8 +20,9 @@ Learner side (probes, run in the learner's process through `learner.probe`):
 - `numpy_side`, `torch_side`, `max_side`: the adapters and probes of each framework's steps.
 """
 
-from tests.check.engine import NOT_IMPORTED, REPO_ROOT, Checklist, Fail, Learner
+from tests.check.engine import NOT_IMPORTED, REPO_ROOT, Checklist, Fail, Learner, explain
 from tests.check.kit import (
+    backward,
     kernel_harness,
     kernels,
     max_module,
@@ -35,6 +39,7 @@ from tests.check.kit.judging import (
     expect_close,
     expect_tuple,
     judge_large_mean,
+    known_mistake,
     layernorm,
     layernorm_grads,
     random_case,
@@ -46,9 +51,11 @@ from tests.check.kit.judging import (
 )
 from tests.check.kit.mistakes import forward_mistakes, gradient_mistakes, parameter_gradient_mistakes
 from tests.check.kit.numpy_side import (
-    NUMPY_BROADCAST_HINTS,
     NUMPY_FIXES,
     expect_vectorised,
+    forward_diagnosis,
+    forward_matches,
+    forward_output,
     forward_value,
     line_events,
     numpy_only,

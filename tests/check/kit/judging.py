@@ -126,6 +126,10 @@ FLOAT32_IN_FLOAT64 = (
     "float64 in, but the result has float32 precision: part of the computation runs in float32 (an "
     "astype(np.float32) or .float(), or a float32 constant or parameter?)"
 )
+FLOAT16_IN_FLOAT64 = (
+    "float64 in, but the result has float16 precision: part of the computation runs in float16 (an "
+    "astype(np.float16) or .half()?)"
+)
 
 
 def dtype_name(dtype) -> str:
@@ -156,36 +160,69 @@ def expect_close(actual, expected, *, name: str, dtype=None, atol=None, rtol=Non
     A known mistake is recognised at float32 precision or looser: it is the shape of the error that
     names it, not its last digits. A float64 result with float32 precision is named as such.
     """
-    expected = np.asarray(expected, dtype=np.float64)
-    actual64 = np.asarray(actual, dtype=np.float64)
-    if actual64.shape != expected.shape:
-        raise Fail(f"`{name}` has shape {actual64.shape}, expected {expected.shape}.")
-    size = expected.shape[-1] if expected.ndim else 1
-    default = tolerance(dtype or "float32", size)
-    atol, rtol = default if atol is None else atol, default if rtol is None else rtol
-    error = np.abs(actual64 - expected)
-    worst = float(error.max()) if error.size else 0.0
-    if np.all(error <= atol + rtol * np.abs(expected)):
-        return f"max error {worst:.1e}"
-    # A known mistake is named when the output matches it (at float32 precision or looser: the shape of
-    # the error names it, not its last digits) and is clearly closer to it than to the oracle.
-    loose_a, loose_r = max(atol, tolerance("float32", size)), max(rtol, tolerance("float32", size))
-    matches = []
-    for mistake in mistakes:
-        wrong = np.asarray(mistake.output(), dtype=np.float64)
-        if wrong.shape == actual64.shape and np.all(np.abs(actual64 - wrong) <= loose_a + loose_r * np.abs(wrong)):
-            matches.append((float(np.max(np.abs(actual64 - wrong), initial=0.0)), len(matches), mistake))
-    if matches and min(matches)[0] < 0.25 * worst:
-        raise Fail(f"{min(matches)[2].hint} (max error {worst:.2g} vs the float64 oracle)")
-    if dtype is not None and dtype_name(dtype) == "float64" and np.all(error <= loose_a + loose_r * np.abs(expected)):
-        raise Fail(
-            f"{FLOAT32_IN_FLOAT64} (max error {worst:.2g} vs the float64 oracle, which float64 reaches to {atol:.0e})."
+    comparison = _Comparison(actual, expected, name, dtype, atol, rtol)
+    if comparison.close:
+        return f"max error {comparison.worst:.1e}"
+    raise Fail(comparison.named(mistakes) or comparison.unnamed())
+
+
+def known_mistake(actual, expected, *, dtype=None, atol=None, rtol=None, mistakes=(), where="") -> str | None:
+    """The hint `expect_close` would give when it names what `actual` got wrong (a catalogued mistake, or a
+    lower precision); None when `actual` is right, or wrong in no known way. `where` says which input the
+    error was measured on (e.g. ", on random rows with eps=0.1")."""
+    comparison = _Comparison(actual, expected, "value", dtype, atol, rtol)
+    return None if comparison.close else comparison.named(mistakes, where)
+
+
+class _Comparison:
+    """`actual` against the float64 `expected` at the tolerance of the input's dtype."""
+
+    def __init__(self, actual, expected, name, dtype, atol, rtol):
+        self.name, self.dtype = name, dtype
+        self.expected = np.asarray(expected, dtype=np.float64)
+        self.actual = np.asarray(actual, dtype=np.float64)
+        if self.actual.shape != self.expected.shape:
+            raise Fail(f"`{name}` has shape {self.actual.shape}, expected {self.expected.shape}.")
+        self.size = self.expected.shape[-1] if self.expected.ndim else 1
+        default = tolerance(dtype or "float32", self.size)
+        self.atol, self.rtol = default if atol is None else atol, default if rtol is None else rtol
+        self.error = np.abs(self.actual - self.expected)
+        self.worst = float(self.error.max()) if self.error.size else 0.0
+        self.close = bool(np.all(self.error <= self.atol + self.rtol * np.abs(self.expected)))
+
+    def named(self, mistakes, where: str = "") -> str | None:
+        # A known mistake is named when the output matches it (at float32 precision or looser: the shape of
+        # the error names it, not its last digits) and is clearly closer to it than to the oracle.
+        matches = []
+        for mistake in mistakes:
+            with np.errstate(all="ignore"):  # a mistake's output may divide by a zero variance
+                wrong = np.asarray(mistake.output(), dtype=np.float64)
+            if wrong.shape == self.actual.shape and self._within(wrong, "float32"):
+                matches.append((float(np.max(np.abs(self.actual - wrong), initial=0.0)), len(matches), mistake))
+        if matches and min(matches)[0] < 0.25 * self.worst:
+            return f"{min(matches)[2].hint} (max error {self.worst:.2g} vs the float64 oracle{where})"
+        if self.dtype is None or dtype_name(self.dtype) != "float64":
+            return None
+        for precision, message in (("float32", FLOAT32_IN_FLOAT64), ("float16", FLOAT16_IN_FLOAT64)):
+            if self._within(self.expected, precision):
+                return (
+                    f"{message} (max error {self.worst:.2g} vs the float64 oracle{where}, which float64 reaches "
+                    f"to {self.atol:.0e})."
+                )
+        return None
+
+    def _within(self, reference, precision: str) -> bool:
+        """`actual` ≈ `reference` at `precision`'s tolerance (or this comparison's own, if looser)."""
+        loose_a = max(self.atol, tolerance(precision, self.size))
+        loose_r = max(self.rtol, tolerance(precision, self.size))
+        return bool(np.all(np.abs(self.actual - reference) <= loose_a + loose_r * np.abs(reference)))
+
+    def unnamed(self) -> str:
+        where = tuple(int(i) for i in np.unravel_index(int(self.error.argmax()), self.error.shape))
+        return (
+            f"`{self.name}` differs from the float64 oracle: max error {self.worst:.2g} at index {where} "
+            f"(got {self.actual[where]:.6g}, expected {self.expected[where]:.6g}; tolerance {self.atol:.0e})."
         )
-    where = tuple(int(i) for i in np.unravel_index(int(error.argmax()), error.shape))
-    raise Fail(
-        f"`{name}` differs from the float64 oracle: max error {worst:.2g} at index {where} "
-        f"(got {actual64[where]:.6g}, expected {expected[where]:.6g}; tolerance {atol:.0e})."
-    )
 
 
 def judge_large_mean(y, x, gamma, beta, *, limit: float, fix: str, name: str = "y", **expected) -> str:

@@ -39,10 +39,17 @@ FORWARD_MISTAKES = {
         lambda s: (s.x - s.mean) / np.sqrt(s.unbiased + s.eps) * s.w + s.b,
     ),
     "unbiased-eps-outside": (
-        "eps is outside the square root and the std is the unbiased one (x.std() defaults to D-1)",
+        "eps is outside the square root and the std is the unbiased one (divided by D-1, as torch's x.std() "
+        "does by default)",
         lambda s: (s.x - s.mean) / (np.sqrt(s.unbiased) + s.eps) * s.w + s.b,
     ),
-    "eps-outside": ("eps is outside the square root", lambda s: (s.x - s.mean) / (np.sqrt(s.var) + s.eps) * s.w + s.b),
+    "eps-outside": (
+        "eps is outside the square root",
+        (  # added to the std, or to its reciprocal
+            lambda s: (s.x - s.mean) / (np.sqrt(s.var) + s.eps) * s.w + s.b,
+            lambda s: (s.x - s.mean) * (1 / np.sqrt(s.var) + s.eps) * s.w + s.b,
+        ),
+    ),
     "batch-axis": (
         "Normalised over the wrong axis: the statistics must be per row, not per column (the batch, as in BatchNorm)",
         lambda s: layernorm(s.x, s.w, s.b, s.eps, (0,)),
@@ -61,6 +68,46 @@ FORWARD_MISTAKES = {
         lambda s: (s.x - s.mean) / (s.var + s.eps) * s.w + s.b,
     ),
     "not-centred": ("The mean is not subtracted", lambda s: s.x / np.sqrt(s.var + s.eps) * s.w + s.b),
+    "rms": (
+        "This is RMSNorm: the mean is neither subtracted nor used in the variance (the mean of x², not of (x - mean)²)",
+        lambda s: s.x / np.sqrt((s.x**2).mean(axis=s.axes, keepdims=True) + s.eps) * s.w + s.b,
+    ),
+    "var-uncentred": (
+        "The variance is the mean of x², not of (x - mean)²: square the centred values",
+        lambda s: (s.x - s.mean) / np.sqrt((s.x**2).mean(axis=s.axes, keepdims=True) + s.eps) * s.w + s.b,
+    ),
+    "sum-not-mean": (
+        "The variance is summed, not averaged (or the row is divided by its norm, the square root of the sum of "
+        "squares): it is the mean of (x - mean)²",
+        (
+            lambda s: (s.x - s.mean) / np.sqrt(s.var * s.count + s.eps) * s.w + s.b,
+            lambda s: (s.x - s.mean) / (np.sqrt(s.var * s.count) + s.eps) * s.w + s.b,
+        ),
+    ),
+    "rows-count": (
+        "The statistics divide by the number of rows N, not by the number of features D they average over",
+        (  # the variance alone, or the mean and the variance
+            lambda s: (s.x - s.mean) / np.sqrt(s.var * s.count / s.n_rows + s.eps) * s.w + s.b,
+            lambda s: _normalised_by_rows(s) * s.w + s.b,
+        ),
+    ),
+    "var-batch-axis": (
+        "The mean is per row but the variance is taken over the wrong axis (per column, or the whole array): take "
+        "both along the row",
+        (
+            lambda s: (s.x - s.mean) / np.sqrt(s.x.var(axis=s.batch_axes, keepdims=True) + s.eps) * s.w + s.b,
+            lambda s: (s.x - s.mean) / np.sqrt(s.x.var() + s.eps) * s.w + s.b,
+        ),
+    ),
+    "by-mean-deviation": (
+        "Divided by the mean absolute deviation mean(|x - mean|), not the standard deviation sqrt(var + eps)",
+        lambda s: (s.x - s.mean) / (np.abs(s.x - s.mean).mean(axis=s.axes, keepdims=True) + s.eps) * s.w + s.b,
+    ),
+    "divides-by-gamma": ("xhat is divided by gamma; gamma multiplies it", lambda s: s.xhat / s.w + s.b),
+    "params-per-row": (
+        "gamma and beta are applied per row (shaped (D, 1), or transposed): each belongs to a feature, a column",
+        lambda s: s.xhat * s.w.reshape(-1, 1) + s.b.reshape(-1, 1),
+    ),
     "times-std": (
         "Multiplied by the standard deviation instead of dividing",
         lambda s: (s.x - s.mean) * np.sqrt(s.var + s.eps) * s.w + s.b,
@@ -69,6 +116,15 @@ FORWARD_MISTAKES = {
     "rows-shifted-up": ("Each row's result lands in the wrong row", lambda s: np.roll(s.good, -1, axis=0)),
     "row-zero": ("Every row got row 0's result", lambda s: np.repeat(s.good[:1], len(s.good), axis=0)),
 }
+
+BACKWARD_WITHOUT_EPS = (
+    "The backward leaves eps out: rstd = 1 / sqrt(var + eps) there as in the forward (cache rstd in the forward "
+    "and reuse it)"
+)
+BACKWARD_EPS_IGNORED = (
+    "The backward uses eps={eps} whatever the forward was given: cache rstd (or eps) in the forward and "
+    "use it in the backward"
+)
 
 GRADIENT_MISTAKES = {  # outputs are dx
     "no-mean-path": (
@@ -105,7 +161,88 @@ GRADIENT_MISTAKES = {  # outputs are dx
             )
         ),
     ),
+    # Hand-written backwards, each term named by its closed form: dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
+    "sign-mean-path": (
+        "dx adds the path through the mean instead of subtracting it: the term is -rstd * mean(g)",
+        lambda s: _dx(s, mean_path=-1),
+    ),
+    "sign-variance-path": (
+        "dx adds the path through the variance instead of subtracting it: the term is -rstd * xhat * mean(g * xhat)",
+        lambda s: _dx(s, variance_path=-1),
+    ),
+    "mean-path-sum": (
+        "The path through the mean subtracts sum(g), not mean(g): the term is -rstd * mean(g), a sum divided by D",
+        lambda s: _dx(s, mean_path=s.count),
+    ),
+    "variance-path-sum": (
+        "The path through the variance uses sum(g * xhat), not mean(g * xhat): the term is "
+        "-rstd * xhat * mean(g * xhat), a sum divided by D",
+        lambda s: _dx(s, variance_path=s.count),
+    ),
+    "rows-count": (
+        "dx divides by the number of rows N, not by D: mean(g) and mean(g * xhat) average over a row's D features",
+        lambda s: _dx(s, mean_path=s.count / s.n_rows, variance_path=s.count / s.n_rows),
+    ),
+    "no-rstd": (
+        "dx misses the factor rstd = 1 / sqrt(var + eps): dx = rstd * (g - mean(g) - xhat * mean(g * xhat))",
+        lambda s: _dx(s) / s.rstd,
+    ),
+    "times-std": (
+        "dx is multiplied by the standard deviation sqrt(var + eps); the factor is rstd = 1 / sqrt(var + eps)",
+        lambda s: _dx(s) / s.rstd**2,
+    ),
+    "rstd-twice": (
+        "dx has the factor rstd twice (rstd² ...); it is rstd * (g - mean(g) - xhat * mean(g * xhat)), once",
+        lambda s: _dx(s) * s.rstd,
+    ),
+    "variance-path-centred": (
+        "The path through the variance uses x - mean where xhat belongs: the term is -rstd * xhat * mean(g * xhat), "
+        "with xhat = (x - mean) * rstd",
+        lambda s: s.rstd * (s.g - _mean(s, s.g) - (s.x - s.mean) * _mean(s, s.g * (s.x - s.mean))),
+    ),
+    "corrections-ignore-gamma": (
+        "The two correction terms use dy where g = dy * gamma belongs: "
+        "dx = rstd * (g - mean(g) - xhat * mean(g * xhat))",
+        lambda s: s.rstd * (s.g - _mean(s, s.dy) - s.xhat * _mean(s, s.dy * s.xhat)),
+    ),
+    "direct-ignores-gamma": (
+        "The direct term uses dy where g = dy * gamma belongs: dx = rstd * (g - mean(g) - xhat * mean(g * xhat))",
+        lambda s: s.rstd * (s.dy - _mean(s, s.g) - s.xhat * _mean(s, s.g * s.xhat)),
+    ),
+    "gamma-twice": (
+        "dx multiplies by gamma twice: g = dy * gamma already carries it",
+        lambda s: _dx(s) * s.w,
+    ),
+    "no-eps": (
+        BACKWARD_WITHOUT_EPS,
+        (  # everything recomputed without eps, or only rstd
+            lambda s: layernorm_grads(s.x, s.w, 0.0, s.dy, s.axes)[0],
+            lambda s: _dx(s) * np.sqrt((s.var + s.eps) / s.var),
+        ),
+    ),
+    "eps-ignored": (
+        BACKWARD_EPS_IGNORED.format(eps="{s.default_text}"),
+        (
+            lambda s: layernorm_grads(s.x, s.w, s.default_eps, s.dy, s.axes)[0],
+            lambda s: _dx(s) * np.sqrt((s.var + s.eps) / (s.var + s.default_eps)),
+        ),
+    ),
 }
+
+
+def _mean(s, values):
+    return values.mean(axis=s.axes, keepdims=True)
+
+
+def _dx(s, mean_path=1.0, variance_path=1.0):
+    """dx with its two correction terms scaled (1: right, -1: added, D: a sum where a mean belongs)."""
+    return s.rstd * (s.g - mean_path * _mean(s, s.g) - variance_path * s.xhat * _mean(s, s.g * s.xhat))
+
+
+def _normalised_by_rows(s):
+    """xhat with the mean and the variance both divided by the number of rows instead of the features."""
+    mean = s.mean * s.count / s.n_rows
+    return (s.x - mean) / np.sqrt(((s.x - mean) ** 2).mean(axis=s.axes, keepdims=True) * s.count / s.n_rows + s.eps)
 
 
 def _eps_text(eps: float) -> str:
@@ -120,6 +257,8 @@ class _Statistics:
         self.x, self.eps, self.axes, self.default_eps = np.asarray(x, np.float64), eps, tuple(axes), default_eps
         self.w, self.b = np.asarray(gamma, np.float64), np.asarray(beta, np.float64)
         self.n_axes, self.count = len(self.axes), int(np.prod([self.x.shape[a] for a in self.axes]))
+        self.n_rows = self.x.size // max(self.count, 1)
+        self.batch_axes = tuple(a for a in range(self.x.ndim) if a not in {a % self.x.ndim for a in self.axes})
         self.mean = self.x.mean(axis=self.axes, keepdims=True)
         self.var = ((self.x - self.mean) ** 2).mean(axis=self.axes, keepdims=True)
         self.default_text = _eps_text(default_eps)
@@ -152,6 +291,9 @@ class _Statistics:
             "last-dim-only": self.n_axes > 1,
             "unbiased": self.count > 1,
             "unbiased-eps-outside": self.count > 1,
+            "rows-count": self.n_rows != self.count,
+            "var-batch-axis": len(self.batch_axes) > 0 and self.n_rows > 1,
+            "params-per-row": self.x.ndim == 2 and self.x.shape[0] == self.x.shape[1] == self.w.size,
             "rows-shifted-down": len(self.x) > 1,
             "rows-shifted-up": len(self.x) > 1,
             "row-zero": len(self.x) > 1,
@@ -187,31 +329,50 @@ def gradient_mistakes(x, gamma, eps, dy, fixes: dict[str, str], *, axes=(-1,)) -
 
 
 def parameter_gradient_mistakes(x, gamma, eps, dy) -> dict[str, list[Mistake]]:
-    """dgamma and dbeta of the classic wrong backwards, each with the hint that names it (NumPy's terms)."""
-    _, dgamma, dbeta = layernorm_grads(x, np.reshape(gamma, -1), eps, dy)
+    """dgamma and dbeta of the classic wrong backwards, each with the hint that names it (NumPy's terms).
+
+    The forward is known right where these are judged: an eps that changes xhat is the backward's own.
+    """
+    flat_gamma, dy = np.reshape(gamma, -1), np.asarray(dy, np.float64)
+    x = np.asarray(x, np.float64)
+    _, dgamma, dbeta = layernorm_grads(x, flat_gamma, eps, dy)
     swapped = "dgamma and dbeta look swapped: dbeta = sum(dy), dgamma = sum(dy * xhat)"
     eps_ignored = [
         Mistake(
-            f"dgamma is the one for eps={_eps_text(constant)}, not eps={_eps_text(eps)}: the eps argument is ignored "
-            "where xhat is computed (a constant in the forward, or in a backward that recomputes xhat)",
-            lambda constant=constant: layernorm_grads(x, np.reshape(gamma, -1), constant, dy)[1],
+            BACKWARD_EPS_IGNORED.format(eps=_eps_text(constant)),
+            lambda constant=constant: layernorm_grads(x, flat_gamma, constant, dy)[1],
         )
         for constant in (1e-5, *COMMON_EPS)
         if constant != eps
     ]
+    without_eps = [Mistake(BACKWARD_WITHOUT_EPS, lambda: layernorm_grads(x, flat_gamma, 0.0, dy)[1])] if eps else []
+    centred = x - x.mean(axis=-1, keepdims=True)
     return {
         "dgamma": [
             *eps_ignored,
+            *without_eps,
             Mistake(swapped, lambda: dbeta),
             Mistake("dgamma has the wrong sign", lambda: -dgamma),
+            Mistake("dgamma sums dy * x; it must be dy * xhat (the normalised input)", lambda: (dy * x).sum(axis=0)),
             Mistake(
-                "dgamma sums dy * x; it must be dy * xhat (the normalised input)",
-                lambda: (np.asarray(dy, np.float64) * x).sum(axis=0),
+                "dgamma sums dy * (x - mean); it must be dy * xhat, the normalised input (x - mean) * rstd",
+                lambda: (dy * centred).sum(axis=0),
+            ),
+            Mistake(
+                "dgamma is a mean over the batch; it is the sum of dy * xhat over the batch (axis 0)",
+                lambda: dgamma / len(x),
+            ),
+            Mistake(
+                "dgamma is multiplied by gamma: it is sum(dy * xhat) over the batch, without gamma",
+                lambda: dgamma * flat_gamma,
             ),
         ],
         "dbeta": [
             Mistake(swapped, lambda: dgamma),
             Mistake("dbeta has the wrong sign", lambda: -dbeta),
             Mistake("dbeta is a mean; it is the sum of dy over the batch", lambda: dy.mean(axis=0)),
+            Mistake(
+                "dbeta is multiplied by gamma: it is sum(dy) over the batch, without gamma", lambda: dbeta * flat_gamma
+            ),
         ],
     }

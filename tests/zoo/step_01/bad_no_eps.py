@@ -1,4 +1,4 @@
-"""EXPECT: worked example 2 :: NaN"""
+"""EXPECT: worked example 2 :: eps is not added"""
 
 import numpy as np
 

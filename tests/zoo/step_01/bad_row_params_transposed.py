@@ -1,4 +1,4 @@
-"""EXPECT: (1, D) :: gamma/beta (D,) or (1, D)"""
+"""EXPECT: (1, D) :: (D,) parameters work but (1, D) ones do not"""
 
 import numpy as np
 

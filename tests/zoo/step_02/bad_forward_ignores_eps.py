@@ -1,4 +1,4 @@
-"""EXPECT: eps is honoured in the backward :: The forward already differs
+"""EXPECT: the forward in this file :: eps argument is ignored
 
 The forward adds 1e-5 whatever eps it is given; the backward is right for what the forward cached."""
 

@@ -1,4 +1,4 @@
-"""EXPECT: worked example 3 :: one per row
+"""EXPECT: worked example 3 :: one value per row
 
 dgamma and dbeta summed over axis 1; the step file's return line then cannot reshape them to gamma's shape."""
 

@@ -1,0 +1,24 @@
+"""EXPECT: path through the variance :: x - mean where xhat belongs
+
+The path through the variance written with x - mean instead of xhat."""
+
+import numpy as np
+
+
+def layernorm_forward(x, gamma, beta, eps=1e-5):
+    mean = x.mean(axis=1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=1, keepdims=True)
+    rstd = 1.0 / np.sqrt(var + eps)
+    xhat = (x - mean) * rstd
+    y = xhat * gamma + beta
+    return y, (x, xhat, rstd, gamma, eps)
+
+
+def layernorm_backward(dy, cache):
+    x, xhat, rstd, gamma, eps = cache
+    dbeta = dy.sum(axis=0)
+    dgamma = (dy * xhat).sum(axis=0)
+    g = dy * gamma
+    c = x - x.mean(axis=1, keepdims=True)
+    dx = rstd * (g - g.mean(axis=1, keepdims=True) - c * (g * c).mean(axis=1, keepdims=True))
+    return dx, dgamma.reshape(np.shape(gamma)), dbeta.reshape(np.shape(gamma))
