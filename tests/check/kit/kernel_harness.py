@@ -236,12 +236,14 @@ class Layout:
     starts: dict = field(default_factory=dict)  # name -> first float of the buffer itself
     floats: int = 0
     guards: dict = field(default_factory=dict)  # name -> floats of guard values on each side
+    wide: bool = False  # gamma's and beta's guards as large as x (for the small input of the memory check)
 
     def __post_init__(self):
-        # A row read or stored one row off lands whole in a guard; gamma and beta read at row * width + col, as if
-        # they had a row per row of x, land in their guards for every row.
+        # A row read or stored one row off lands whole in a guard; `wide`: gamma and beta read at row * width + col,
+        # as if they had a row per row of x, land in their guards for every row.
         n, d = self.rows, self.width
-        self.guards = {"x": d + GUARD, "gamma": n * d + GUARD, "beta": n * d + GUARD, "y": d + GUARD}
+        parameters = (n * d if self.wide else d) + GUARD
+        self.guards = {"x": d + GUARD, "gamma": parameters, "beta": parameters, "y": d + GUARD}
         at = 0
         for name, size in (("x", n * d), ("gamma", d), ("beta", d)):
             at = self._place(name, size, at)
@@ -273,12 +275,12 @@ class Call:
     first_different_row: int = -1
 
 
-def run(binary: Path, x, gamma, beta, eps: float, scale: float = 1.0, calls: int = 1) -> Call:
+def run(binary: Path, x, gamma, beta, eps: float, scale: float = 1.0, calls: int = 1, wide: bool = False) -> Call:
     """`calls` calls of the learner's kernel on (x, gamma, beta) with epsilon `eps` (one of EPSILONS), in one
     process: the output is the last call's; the harness counts the calls whose output differs from the first's."""
     x = np.ascontiguousarray(x, np.float32)
     rows, width = x.shape
-    layout = Layout(rows, width)
+    layout = Layout(rows, width, wide=wide)
     size = HEADER_BYTES + 4 * layout.floats
     with tempfile.TemporaryFile(prefix="layernorm-kernel-") as file, tempfile.TemporaryFile() as printed:
         file.truncate(size)

@@ -272,7 +272,7 @@ def harness_output(learner, x, gamma, beta, eps, guarded_reads: bool = False, ca
     if build.binary is None:
         raise Fail(f"Not run: {NO_PACKAGE}", blocks=NO_PACKAGE)
     scale = getattr(learner.options, "timeout_scale", None) or 1.0
-    call = kernel_harness.run(build.binary, x, gamma, beta, eps, scale, calls)
+    call = kernel_harness.run(build.binary, x, gamma, beta, eps, scale, calls, wide=guarded_reads)
     judge_call(call, x, gamma, beta, eps, guarded_reads=guarded_reads)
     return call.y
 
