@@ -12,6 +12,7 @@ import pytest
 
 from tests.check.engine import REPO_ROOT, available_steps, load_checklist
 from tests.check.printer import ReportPrinter, same_hint_key
+from tests.check.steps import STEPS
 from tests.zoo_helpers import (
     EXTRA_OPTIONS,
     assert_zoo_case,
@@ -23,13 +24,10 @@ from tests.zoo_helpers import (
     zoo_report,
 )
 
-# The tiers (pyproject.toml): MAX steps compile kernels, step 06 compiles Mojo, PyTorch zoos take minutes.
-STEP_MARKS = {
-    "03": [pytest.mark.max],
-    "04": [pytest.mark.slow],
-    "05": [pytest.mark.slow],
-    "06": [pytest.mark.max, pytest.mark.mojo],
-}
+# The tiers (pyproject.toml), from each step's record: MAX steps compile kernels, step 06 compiles Mojo, PyTorch zoos
+# take minutes.
+MARKS = {"fast": [], "slow": [pytest.mark.slow], "max": [pytest.mark.max], "mojo": [pytest.mark.max, pytest.mark.mojo]}
+STEP_MARKS = {record.number: MARKS[record.tier] for record in STEPS}
 
 
 def steps(cost_free: bool = False) -> list:

@@ -6,12 +6,12 @@ Runs the checks of each step given (default: every step) on the learner's own fi
 does, prints the same reports, and writes PATH: the `tests`, `score` and `max-score` of a Classroom 50 result.json
 (schema classroom50/result/v1). `classroom50/autograder.py` adds the submission's identity and the release body.
 
-Points. STEP_POINTS is the one table of what each step is worth. A step's points are split in equal whole shares
-over its judged checks, the first checks taking one point more when they do not divide evenly (Classroom 50 scores
-are integers). A check this machine cannot run (step 06's GPU checks where MAX sees no GPU; also a check left out
-by --quick or --only) is reported `skipped` with 0 of 0 points and `passed: true`: it can never be earned on such
-a runner, so it is left out of max-score instead of costing points, and it does not turn the submission's status
-red. A step's max-score is therefore its points, with or without a GPU.
+Points. Each step's record (tests/check/steps.py) says what the step is worth. A step's points are split in equal
+whole shares over its judged checks, the first checks taking one point more when they do not divide evenly
+(Classroom 50 scores are integers). A check this machine cannot run (step 06's GPU checks where MAX sees no GPU;
+also a check left out by --quick or --only) is reported `skipped` with 0 of 0 points and `passed: true`: it can
+never be earned on such a runner, so it is left out of max-score instead of costing points, and it does not turn the
+submission's status red. A step's max-score is therefore its points, with or without a GPU.
 
 A step whose files are still the skeleton as shipped is not run: each of its checks fails, saying so (an untouched
 skeleton passes a few checks, such as "uses NumPy only", that would otherwise earn points for nothing).
@@ -43,10 +43,10 @@ from tests.check.engine import (
     skip_reason,
 )
 from tests.check.printer import ReportPrinter
+from tests.check.steps import STEPS
 
-# What each step is worth (the weights GitHub Classroom's workflow gave them, times ten so that every check of a
-# step earns whole points). Edit here to reweigh; a step's share of every total follows.
-STEP_POINTS = {"01": 100, "02": 200, "03": 150, "04": 100, "05": 200, "06": 250}
+# What each step is worth: its record's `points` (tests/check/steps.py; 1000 in all). Reweigh there.
+STEP_POINTS = {record.number: record.points for record in STEPS}
 
 DETAIL = {"failed": "hint", "skipped": "reason", "passed": "note"}  # the field a check's message goes in
 

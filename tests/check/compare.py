@@ -16,6 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from tests.check import steps
 from tests.check.blocks import SOLUTION, blocks, file_pairs, outside
 from tests.check.cli import step_id
 from tests.check.engine import REPO_ROOT, display_path, load_checklist
@@ -88,7 +89,7 @@ def compare_lines(step: str, colour: bool, width: int, mine: Path | None = None)
     checklist = load_checklist(step)
     solution = REPO_ROOT / checklist.solution
     mine = mine or REPO_ROOT / checklist.skeleton
-    if solution.parent.name.startswith("solution_"):  # a step that is a folder (Mojo package + glue)
+    if steps.step(step).folder:  # a Mojo package and its glue: every file of the folder
         solution, mine = solution.parent, (mine if mine.is_dir() else mine.parent)
     return [line for pair in file_pairs(mine, solution) for line in compare_file(*pair, colour, width)]
 

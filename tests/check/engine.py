@@ -25,6 +25,7 @@ from tests.check.sandbox import (
     RunCancelled,
     Sandbox,
 )
+from tests.check.steps import STEPS
 
 NOT_IMPORTED = "the file does not import (see above)."
 
@@ -57,8 +58,11 @@ class Check:
 
 @dataclass
 class Checklist:
+    """A step's checks and how to run them; its title and files come from the step's record (tests/check/steps.py)
+    unless given (a checklist of the project's own tests, with no record)."""
+
     step: str
-    title: str
+    title: str = ""
     import_timeout: float = 15.0
     default_timeout: float = 10.0
     # CPU seconds a call may spend outside MAX's compiles, the learner's own code (an infinite loop stops there);
@@ -78,8 +82,10 @@ class Checklist:
     checks: list[Check] = field(default_factory=list)
 
     def __post_init__(self):
-        self.skeleton = self.skeleton or f"steps/step_{self.step}.py"
-        self.solution = self.solution or f"solutions/solution_{self.step}.py"
+        record = next((record for record in STEPS if record.number == self.step), None)
+        self.title = self.title or (record.title if record else f"Step {self.step}")
+        self.skeleton = self.skeleton or (record.skeleton if record else f"steps/step_{self.step}.py")
+        self.solution = self.solution or (record.reference if record else f"solutions/solution_{self.step}.py")
 
     def check(
         self,
@@ -192,7 +198,7 @@ def load_checklist(step: str) -> Checklist:
 
 
 def available_steps() -> list[str]:
-    return sorted(p.stem.removeprefix("step_") for p in Path(__file__).parent.glob("step_[0-9][0-9].py"))
+    return [record.number for record in STEPS]
 
 
 def display_path(path: Path) -> str:

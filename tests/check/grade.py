@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.check import progress
+from tests.check import progress, steps
 from tests.check.cli import INTERRUPTED, USAGE_ERROR, add_run_options, step_id
 from tests.check.engine import SCALE_ENV, Checklist, display_path, load_checklist, run_checklist
 from tests.check.formats import table, write_junit
@@ -102,8 +102,7 @@ def parse_arguments(argv: list[str]) -> tuple[Checklist, argparse.Namespace]:
 # -- submissions -------------------------------------------------------------------------------------
 def step_folder_file(checklist: Checklist) -> str | None:
     """For a folder step, the name of the Python file inside the folder (`step_06.py`); else None."""
-    skeleton = Path(checklist.skeleton)
-    return skeleton.name if skeleton.parent.name.startswith("step_") else None
+    return steps.step(checklist.step).glue or None
 
 
 def find_submissions(checklist: Checklist, paths: list[Path]) -> list[Submission]:

@@ -28,8 +28,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.check import REPO_ROOT
-from tests.check.engine import Report, available_steps, load_checklist
+from tests.check import REPO_ROOT, steps
+from tests.check.engine import Report, available_steps
 
 STATE = REPO_ROOT / ".checker"
 PROGRESS = STATE / "progress.json"  # committed with the learner's work (.gitignore lets it through)
@@ -39,11 +39,8 @@ HINTS = Path(__file__).with_name("hints")
 
 # -- the learner's files ------------------------------------------------------------------------------
 def learner_files(step: str) -> list[Path]:
-    """The files of the step the learner edits: steps/step_NN.py, or every file of steps/step_06/."""
-    skeleton = REPO_ROOT / load_checklist(step).skeleton
-    if skeleton.parent.name.startswith("step_"):
-        return sorted(p for p in skeleton.parent.iterdir() if p.is_file() and p.suffix in (".py", ".mojo"))
-    return [skeleton]
+    """The files of the step the learner edits: its file, or every file of its folder (its record says which)."""
+    return steps.step(step).learner_files()
 
 
 def _digest(paths) -> str:
@@ -319,9 +316,8 @@ def backup(step: str) -> Path:
 
 def shipped_files(step: str) -> list[str]:
     """The step's files as shipped (relative paths), whether or not the learner still has them."""
-    skeleton = load_checklist(step).skeleton
-    folder = str(Path(skeleton).parent) + "/" if Path(skeleton).parent.name.startswith("step_") else skeleton
-    return [relative for relative in manifest() if relative == skeleton or relative.startswith(folder)]
+    record = steps.step(step)
+    return [relative for relative in manifest() if relative == record.learner or relative.startswith(record.learner)]
 
 
 def reset(step: str) -> tuple[Path, list[str]]:

@@ -22,9 +22,7 @@ from tests.check.kit import (
     random_case,
 )
 
-checklist = Checklist(
-    step="01", title="LayerNorm forward in NumPy", import_timeout=5, default_timeout=5, preload=("numpy",)
-)
+checklist = Checklist(step="01", import_timeout=5, default_timeout=5, preload=("numpy",))
 
 FORWARD = "layernorm_forward"
 

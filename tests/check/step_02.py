@@ -30,9 +30,7 @@ from tests.check.kit.backward import (
     named,
 )
 
-checklist = Checklist(
-    step="02", title="LayerNorm backward in NumPy", import_timeout=5, default_timeout=5, preload=("numpy",)
-)
+checklist = Checklist(step="02", import_timeout=5, default_timeout=5, preload=("numpy",))
 
 
 # -- probes: run in the learner's process, return plain data ------------------------------------

@@ -64,7 +64,6 @@ checklist = Checklist(
         "max.experimental.functional",
         "tests.check.kit.max_side",
     ),
-    title="LayerNorm as a MAX module",
     import_timeout=180.0,
     default_timeout=60.0,
     code_timeout=20.0,  # CPU seconds per call outside MAX's compiles: an infinite loop stops there

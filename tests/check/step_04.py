@@ -32,9 +32,7 @@ from tests.check.kit.torch_module import (
     tensor,
 )
 
-checklist = Checklist(
-    step="04", preload=("torch",), title="LayerNorm as a PyTorch nn.Module", import_timeout=30, default_timeout=30
-)
+checklist = Checklist(step="04", preload=("torch",), import_timeout=30, default_timeout=30)
 
 WORKED_X = [[[2.0, 3.0, 5.0, 6.0]]]
 WORKED_Y = [[[-1.2649, -0.6324, 0.6324, 1.2649]]]  # the worked example's printed output, eps=1e-4

@@ -83,7 +83,6 @@ def after(learner, options, report) -> list[str]:
 checklist = Checklist(
     step="05",
     preload=("torch",),
-    title="Pre-LN vs Post-LN",
     import_timeout=30,
     default_timeout=30,
     add_arguments=add_arguments,

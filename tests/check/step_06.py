@@ -48,12 +48,9 @@ checklist = Checklist(
         "max.experimental.functional",
         "tests.check.kit.max_side",
     ),
-    title="LayerNorm kernel in Mojo, as a MAX custom op",
     import_timeout=60.0,
     default_timeout=300.0,  # CPU seconds: a cold compile of the Module's graphs takes a minute or two
     code_timeout=20.0,  # CPU seconds per call outside MAX's compiles: an infinite loop stops there
-    skeleton="steps/step_06/step_06.py",
-    solution="solutions/solution_06/solution_06.py",
     add_arguments=add_arguments,
     notes=notes,
     prepare=kernels.start_harness_build,  # the kernel compiles while the glue is imported
