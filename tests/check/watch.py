@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import enum
 import io
 import os
 import queue
@@ -26,6 +27,7 @@ import sys
 import termios
 import threading
 import tty
+from dataclasses import dataclass
 from pathlib import Path
 
 import watchfiles
@@ -66,6 +68,40 @@ def summary_line(step: str, report: dict) -> str:
     return line + (f" · {done_label(untested)}" if report.get("passed") and untested else "")
 
 
+class Trigger(enum.Enum):
+    """What started a run: only a pass after a save (or at start-up) moves the watch on to the next step."""
+
+    START = "start"
+    SAVE = "save"
+    NEXT = "n"
+    RERUN = "r"
+    ADVANCE = "advance"
+
+
+# What the watch's threads tell its loop (a typo in a field or a kind fails at import, not in a learner's session).
+@dataclass(frozen=True)
+class Saved:
+    paths: frozenset[Path]
+
+
+@dataclass(frozen=True)
+class Pressed:
+    key: str
+
+
+@dataclass(frozen=True)
+class RunDone:
+    number: int  # the run's number: a late result of a run the watch has moved on from is dropped
+    step: str
+    report: dict
+    trigger: Trigger
+
+
+@dataclass(frozen=True)
+class Quit:
+    pass
+
+
 class Watcher:
     def __init__(self, step: str, interactive: bool, out=None):
         self.step, self.interactive, self.out = step, interactive, out or sys.stdout
@@ -85,14 +121,14 @@ class Watcher:
     # -- the threads that feed the event queue -------------------------------------------------
     def watch_files(self) -> None:
         for changes in watchfiles.watch(REPO_ROOT / "steps", stop_event=self.stop, debounce=200, rust_timeout=500):
-            self.events.put(("changed", {Path(path).resolve() for _, path in changes}))
+            self.events.put(Saved(frozenset(Path(path).resolve() for _, path in changes)))
 
     def read_keys(self) -> None:
         while not self.stop.is_set():
             key = sys.stdin.read(1)
             if not key:
                 return
-            self.events.put(("key", key.lower()))
+            self.events.put(Pressed(key.lower()))
 
     # -- the screen ----------------------------------------------------------------------------------
     def print(self, text: str) -> None:
@@ -144,8 +180,8 @@ class Watcher:
     def files(self) -> set[Path]:
         return {path.resolve() for path in progress.learner_files(self.step)}
 
-    def start_run(self, trigger: str, why: str) -> None:
-        """Check the step; `trigger` ("start", "save", "n", "r", "advance") decides whether a pass moves on."""
+    def start_run(self, trigger: Trigger, why: str) -> None:
+        """Check the step; its `trigger` decides whether a pass moves on."""
         self.cancel_run()
         self.cancel = threading.Event()
         self.running, self.origin = True, why
@@ -162,7 +198,7 @@ class Watcher:
             self.run_thread.join()
         self.running = False
 
-    def run(self, step: str, cancel: threading.Event, trigger: str, number: int) -> None:
+    def run(self, step: str, cancel: threading.Event, trigger: Trigger, number: int) -> None:
         """The quick checks first (feedback in seconds); when they pass, every check, slow ones included."""
         checklist = load_checklist(step)
         spares = [self.spare, Spare(REPO_ROOT / checklist.skeleton, checklist.preload)]  # the second starts now
@@ -185,7 +221,7 @@ class Watcher:
                     self.spare = spare
                 else:
                     spare.discard()
-        self.events.put(("done", number, step, report.as_json(), trigger))
+        self.events.put(RunDone(number, step, report.as_json(), trigger))
 
     def run_once(self, step: str, cancel: threading.Event, quick: bool, spare: Spare | None):
         checklist, options = parse_check_arguments([step, *(["--quick"] if quick else [])])
@@ -211,7 +247,7 @@ class Watcher:
             checklist = load_checklist(self.step)
             self.spare = Spare(REPO_ROOT / checklist.skeleton, checklist.preload)
 
-    def move_to(self, step: str, trigger: str, banner: str = "") -> None:
+    def move_to(self, step: str, trigger: Trigger, banner: str = "") -> None:
         """Show `step`: its recorded results when its files and the checker did not change since, else a run."""
         self.cancel_run()
         if self.spare is not None and step != self.step:
@@ -226,16 +262,17 @@ class Watcher:
         self.show()
         self.prepare_spare()
 
-    def on_done(self, number: int, step: str, report: dict, trigger: str) -> None:
+    def on_done(self, done: RunDone) -> None:
+        number, step, report, trigger = done.number, done.step, done.report, done.trigger
         if number != self.runs or step != self.step:
             return  # a run the watch has moved on from
         self.running, self.report, self.origin = False, report, ""
         steps = available_steps()
-        if report.get("passed") and trigger in ("start", "save") and step != steps[-1]:
+        if report.get("passed") and trigger in (Trigger.START, Trigger.SAVE) and step != steps[-1]:
             nxt = steps[steps.index(step) + 1]
             if not self.redraw:  # the results stay above the next step's: close them with their summary
                 self.print("\n".join([*report_lines(report, streamed=True), "", summary_line(step, report)]))
-            self.move_to(nxt, "advance", f"Step {step} passes every check ✅ — on to step {nxt}.")
+            self.move_to(nxt, Trigger.ADVANCE, f"Step {step} passes every check ✅ — on to step {nxt}.")
             return
         self.show(streamed=True)
         self.prepare_spare()
@@ -254,9 +291,9 @@ class Watcher:
             if self.step == steps[-1]:
                 self.show([f"Step {self.step} is the last step; press l for the list of steps."])
             else:
-                self.move_to(steps[steps.index(self.step) + 1], "n")
+                self.move_to(steps[steps.index(self.step) + 1], Trigger.NEXT)
         elif key == "r":
-            self.start_run("r", "(checking again: r)")
+            self.start_run(Trigger.RERUN, "(checking again: r)")
 
     def loop(self) -> int:
         threads = [threading.Thread(target=self.watch_files, daemon=True)]
@@ -267,18 +304,18 @@ class Watcher:
         if not self.redraw:
             keys = KEYS if self.interactive else "Ctrl-C stops."
             self.print(f"Watching steps/ — save your file to re-check it. {keys}")
-        self.move_to(self.step, "start")
+        self.move_to(self.step, Trigger.START)
         while True:
             event = self.events.get()
-            if event[0] == "quit" or event == ("key", "q"):
+            if isinstance(event, Quit) or event == Pressed("q"):
                 break
-            if event[0] == "changed" and event[1] & self.files():
+            if isinstance(event, Saved) and event.paths & self.files():
                 self.banner = ""
-                self.start_run("save", "(saved: checking again)")
-            elif event[0] == "done":
-                self.on_done(*event[1:])
-            elif event[0] == "key":
-                self.on_key(event[1])
+                self.start_run(Trigger.SAVE, "(saved: checking again)")
+            elif isinstance(event, RunDone):
+                self.on_done(event)
+            elif isinstance(event, Pressed):
+                self.on_key(event.key)
         self.stop.set()
         self.cancel_run()
         if self.spare is not None:
@@ -307,6 +344,6 @@ def main(argv: list[str]) -> int:
     interactive = sys.stdin.isatty() and os.environ.get("TERM") != "dumb"
     watcher = Watcher(options.step or first_step_not_passing(), interactive)
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: watcher.events.put(("quit",)))
+        signal.signal(signum, lambda *_: watcher.events.put(Quit()))
     with keys_without_enter(interactive):
         return watcher.loop()
