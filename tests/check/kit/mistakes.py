@@ -7,6 +7,7 @@ language (`fixes`); `expect_close` then names the first catalogued mistake the o
 from __future__ import annotations
 
 import copy
+import itertools
 
 import numpy as np
 
@@ -215,3 +216,72 @@ def parameter_gradient_mistakes(x, gamma, eps, dy) -> dict[str, list[Mistake]]:
             Mistake("dbeta is a mean; it is the sum of dy over the batch", lambda: dy.mean(axis=0)),
         ],
     }
+
+
+def _normalised(x, centre_axes, variance_axes, variance_centre_axes, eps):
+    """(x - mean over centre_axes) / sqrt(var + eps), the variance over variance_axes around the mean over
+    variance_centre_axes: a LayerNorm whose statistics run over the wrong dims, or over different ones."""
+    mean = x.mean(axis=centre_axes, keepdims=True)
+    around = x.mean(axis=variance_centre_axes, keepdims=True)
+    var = ((x - around) ** 2).mean(axis=variance_axes, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps)
+
+
+def _dims_text(axes, ndim) -> str:
+    dims = tuple(sorted(a - ndim if a >= 0 else a for a in axes))
+    return f"dim {dims[0]}" if len(dims) == 1 else f"dims {dims}"
+
+
+def axes_mistakes(x, gamma, beta, eps, axes, fix: str) -> list[Mistake]:
+    """Outputs of LayerNorms whose statistics run over the wrong dims, each with the hint that names them: any other set
+    of dims (the last only, one more, the batch...), the mean and the variance over different dims, and a tuple of dims
+    normalised one dim at a time. `fix` says how to reduce over the right ones."""
+    x, w, b = np.asarray(x, np.float64), np.asarray(gamma, np.float64), np.asarray(beta, np.float64)
+    ndim, right = x.ndim, tuple(sorted(a % x.ndim for a in axes))
+    shape = tuple(x.shape[a] for a in right)
+    wanted = f"for normalized_shape={shape} both run over the last {f'{len(right)} dims' if len(right) > 1 else 'dim'}"
+    mistakes = []
+    for size in range(1, ndim + 1):
+        for other in itertools.combinations(range(ndim), size):
+            if other != right:
+                mistakes.append(
+                    Mistake(
+                        f"The mean and variance are taken over {_dims_text(other, ndim)} of a {ndim}-D input; "
+                        f"{wanted}, {_dims_text(right, ndim)}: {fix}",
+                        lambda other=other: _normalised(x, other, other, other, eps) * w + b,
+                    )
+                )
+    if len(right) > 1:
+        last = (ndim - 1,)
+        for centre, variance, around in itertools.product((right, last), repeat=3):
+            if (centre, variance, around) not in ((right, right, right), (last, last, last)):
+                mistakes.append(
+                    Mistake(
+                        f"The mean and the variance are taken over different dims (the mean over "
+                        f"{_dims_text(centre, ndim)}, the variance over {_dims_text(variance, ndim)}); {wanted}, "
+                        f"{_dims_text(right, ndim)}: {fix}",
+                        lambda c=centre, v=variance, a=around: _normalised(x, c, v, a, eps) * w + b,
+                    )
+                )
+        for order in (right, right[::-1]):
+            mistakes.append(
+                Mistake(
+                    f"The dims of normalized_shape are normalised one dim at a time, each in turn: LayerNorm takes one "
+                    f"mean and one variance over all {len(right)} dims together: {fix}",
+                    lambda order=order: _one_dim_at_a_time(x, order, eps) * w + b,
+                )
+            )
+    return mistakes
+
+
+def _one_dim_at_a_time(x, order, eps):
+    for axis in order:
+        x = _normalised(x, (axis,), (axis,), (axis,), eps)
+    return x
+
+
+FORWARD_MISTAKES["uncentred-variance"] = (
+    "The variance is the mean of x² (the raw second moment), without subtracting the mean: average the centred "
+    "square, (x - mean)²",
+    lambda s: (s.x - s.mean) / np.sqrt((s.x**2).mean(axis=s.axes, keepdims=True) + s.eps) * s.w + s.b,
+)
