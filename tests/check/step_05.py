@@ -69,6 +69,8 @@ NORM_MISTAKES = {  # wrong gradient norms -> the hint that names each (keys: `gr
     "the squares",
     "parameter-values": "These are the norms of the parameters themselves, not of their gradients: use p.grad",
     "reversed": "The norms are in reverse order: the first value is for the block nearest the input",
+    "single": "Only one parameter of each block is counted ({role}): a block's gradient norm takes every parameter of "
+    "the block together",
     "loss:summed": "The loss is summed over the rows; the experiment's loss is the mean: (stack(x) @ readout).mean()",
     "loss:squared": "The loss squares the read-out: it is the plain mean, (stack(x) @ readout).mean()",
     "loss:output-mean": "The loss leaves out the readout (stack(x).mean()): it is (stack(x) @ readout).mean()",
@@ -191,6 +193,17 @@ def stacks(learner):
                 "The Post-LN stack ends with an extra LayerNorm: each Post-LN block already ends with one; only "
                 "the Pre-LN stack needs the final LayerNorm."
             )
+        if kind == "pre" and entries == ["LayerNorm"] + [name] * 3:
+            raise Fail(
+                "The Pre-LN stack's final LayerNorm comes first: it goes after the last block, where it normalises the "
+                "residual stream once on its way out. Append it: layers.append(nn.LayerNorm(d_model))."
+            )
+        blocks = entries.count(name)
+        if blocks != 3 and set(entries) <= {name, "LayerNorm"}:
+            raise Fail(
+                f"build_stack('{kind}', 3, ...) built {blocks} {name}s: it ignores n_layers. Build one block per "
+                "layer: [block(d_model, d_ff) for _ in range(n_layers)]."
+            )
         if (
             entries[:3] != [name] * 3
             or len(entries) != len(expected)
@@ -271,7 +284,13 @@ def gradient_norms(learner):
                 f"The norms change from one call to the next ({describe(first)}, then {describe(second)}): .grad "
                 "accumulates (call stack.zero_grad() before loss.backward()), or the forward is random (dropout)."
             )
-        mistakes = [Mistake(NORM_MISTAKES[k], lambda v=v: np.array(v)) for k, v in variants.items()]
+        mistakes = [
+            Mistake(
+                NORM_MISTAKES[k.partition(":")[0] if k.startswith("single:") else k].format(role=k[7:]),
+                lambda v=v: np.array(v),
+            )
+            for k, v in variants.items()
+        ]
         try:
             detail = expect_close(
                 np.array(first), expected, name=f"gradient_norms ({kind})", atol=1e-6, rtol=1e-4, mistakes=mistakes

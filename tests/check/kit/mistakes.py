@@ -227,42 +227,49 @@ def _normalised(x, centre_axes, variance_axes, variance_centre_axes, eps):
     return (x - mean) / np.sqrt(var + eps)
 
 
-def _dims_text(axes, ndim) -> str:
+PLURAL = {"dim": "dims", "axis": "axes"}
+
+
+def _dims_text(axes, ndim, word="dim") -> str:
     dims = tuple(sorted(a - ndim if a >= 0 else a for a in axes))
-    return f"dim {dims[0]}" if len(dims) == 1 else f"dims {dims}"
+    return f"{word} {dims[0]}" if len(dims) == 1 else f"{PLURAL[word]} {dims}"
 
 
-def axes_mistakes(x, gamma, beta, eps, axes, fix: str) -> list[Mistake]:
+def axes_mistakes(x, gamma, beta, eps, axes, fix: str, *, wanted: str | None = None, word="dim") -> list[Mistake]:
     """Outputs of LayerNorms whose statistics run over the wrong dims, each with the hint that names them: any other set
     of dims (the last only, one more, the batch...), the mean and the variance over different dims, and a tuple of dims
-    normalised one dim at a time. `fix` says how to reduce over the right ones."""
+    normalised one dim at a time. `fix` says how to reduce over the right ones, `wanted` which they are (by default in
+    normalized_shape's terms), `word` what the step calls a dim ("axis")."""
     x, w, b = np.asarray(x, np.float64), np.asarray(gamma, np.float64), np.asarray(beta, np.float64)
     ndim, right = x.ndim, tuple(sorted(a % x.ndim for a in axes))
     shape = tuple(x.shape[a] for a in right)
-    wanted = f"for normalized_shape={shape} both run over the last {f'{len(right)} dims' if len(right) > 1 else 'dim'}"
-    mistakes = []
-    for size in range(1, ndim + 1):
-        for other in itertools.combinations(range(ndim), size):
-            if other != right:
+    if wanted is None:
+        wanted = (
+            f"for normalized_shape={shape} both run over the last {f'{len(right)} dims' if len(right) > 1 else 'dim'}"
+        )
+    wanted = f"{wanted}, {_dims_text(right, ndim, word)}: {fix}"
+    subsets = [other for size in range(1, ndim + 1) for other in itertools.combinations(range(ndim), size)]
+    mistakes = [
+        Mistake(
+            f"The mean and variance are taken over {_dims_text(other, ndim, word)} of a {ndim}-D input; {wanted}",
+            lambda other=other: _normalised(x, other, other, other, eps) * w + b,
+        )
+        for other in subsets
+        if other != right
+    ]
+    # the mean and the variance over different dims (the variance around either mean)
+    for centre, variance in itertools.product(subsets, repeat=2):
+        for around in {centre, variance}:
+            if centre != variance and right in (centre, variance):
                 mistakes.append(
                     Mistake(
-                        f"The mean and variance are taken over {_dims_text(other, ndim)} of a {ndim}-D input; "
-                        f"{wanted}, {_dims_text(right, ndim)}: {fix}",
-                        lambda other=other: _normalised(x, other, other, other, eps) * w + b,
-                    )
-                )
-    if len(right) > 1:
-        last = (ndim - 1,)
-        for centre, variance, around in itertools.product((right, last), repeat=3):
-            if (centre, variance, around) not in ((right, right, right), (last, last, last)):
-                mistakes.append(
-                    Mistake(
-                        f"The mean and the variance are taken over different dims (the mean over "
-                        f"{_dims_text(centre, ndim)}, the variance over {_dims_text(variance, ndim)}); {wanted}, "
-                        f"{_dims_text(right, ndim)}: {fix}",
+                        f"The mean and the variance are taken over different {PLURAL[word]} (the mean over "
+                        f"{_dims_text(centre, ndim, word)}, the variance over {_dims_text(variance, ndim, word)}); "
+                        f"{wanted}",
                         lambda c=centre, v=variance, a=around: _normalised(x, c, v, a, eps) * w + b,
                     )
                 )
+    if len(right) > 1:
         for order in (right, right[::-1]):
             mistakes.append(
                 Mistake(
@@ -284,4 +291,18 @@ FORWARD_MISTAKES["uncentred-variance"] = (
     "The variance is the mean of x² (the raw second moment), without subtracting the mean: average the centred "
     "square, (x - mean)²",
     lambda s: (s.x - s.mean) / np.sqrt((s.x**2).mean(axis=s.axes, keepdims=True) + s.eps) * s.w + s.b,
+)
+FORWARD_MISTAKES["affine-first"] = (
+    "gamma and beta are applied before normalising (x * gamma + beta is what gets normalised): normalise first, then "
+    "scale and shift",
+    lambda s: layernorm(s.x * s.w + s.b, 1.0, 0.0, s.eps, s.axes),
+)
+FORWARD_MISTAKES["eps-after-division"] = (
+    "eps is added after the division, (x - mean) / sqrt(var) + eps (a missing pair of parentheses): it goes inside "
+    "the square root",
+    lambda s: ((s.x - s.mean) / np.sqrt(s.var) + s.eps) * s.w + s.b,
+)
+FORWARD_MISTAKES["affine-twice"] = (
+    "gamma and beta are applied twice (y * gamma + beta once more after a normalisation that applied them)",
+    lambda s: s.good * s.w + s.b,
 )

@@ -20,6 +20,7 @@ from tests.check.kit.judging import (
     upstream_gradient,
 )
 from tests.check.kit.mistakes import axes_mistakes, forward_mistakes, gradient_mistakes
+from tests.check.sandbox import LearnerError
 
 NAMES = torch_side.NAMES
 FIXES = {  # the catalogued mistakes, and how to fix each in PyTorch
@@ -39,6 +40,9 @@ FIXES = {  # the catalogued mistakes, and how to fix each in PyTorch
     "not-centred": "x_hat = (x - mean) / sqrt(var + eps)",
     "times-std": "divide by torch.sqrt(var + eps), or multiply by torch.rsqrt(var + eps)",
     "uncentred-variance": "var = ((x - mean) ** 2).mean(dims, keepdim=True)",
+    "affine-first": "y = (x - mean) / torch.sqrt(var + eps) * weight + bias",
+    "eps-after-division": "(x - mean) / torch.sqrt(var + self.eps)",
+    "affine-twice": "apply weight and bias once",
 }
 CUT = (
     "the {} cut from the graph (.detach(), .item(), .data or torch.no_grad()), so autograd misses that gradient. "
@@ -63,8 +67,20 @@ FORWARD_ERRORS = {
 
 
 def run(learner, probe, *args, **kwargs):
+    """A probe of the learner's LayerNorm; every input it is given matches normalized_shape, so an error the learner's
+    own code raises (their shape check) is named as a check that rejects a valid input."""
     with error_hints(FORWARD_ERRORS):
-        return learner.probe(probe, *args, during="running your LayerNorm", **kwargs)
+        try:
+            return learner.probe(probe, *args, during="running your LayerNorm", **kwargs)
+        except LearnerError as error:
+            code = error.where[1] if error.where else ""
+            if not code.lstrip().startswith("raise ") or error.exc_type in ("NotImplementedError", "Fail"):
+                raise
+            raise Fail(
+                f"Your own check raised `{error}` (line {error.where[0]}) for an input whose trailing dims match "
+                "normalized_shape: it rejects valid input. Compare tuple(x.shape[-len(self.normalized_shape):]) with "
+                "self.normalized_shape (a list never equals a tuple)."
+            ) from None
 
 
 def tensor(value, name, shape, dtype=None) -> np.ndarray:

@@ -85,14 +85,18 @@ def judge_placement(learner, kind, placement) -> str:
                 f"{np.max(np.abs(y - again)):.2g}): its forward is random (dropout?). The blocks are deterministic, "
                 f"{formula}, so that the experiment measures the architecture at initialisation."
             )
-        detail = expect_close(
-            y,
-            found[kind],
-            name=f"{name}(x)",
-            atol=1e-5,
-            rtol=1e-5,
-            mistakes=[Mistake(hint, lambda key=key, found=found: found[key]) for key, hint in mistakes.items()],
-        )
+        try:
+            detail = expect_close(
+                y,
+                found[kind],
+                name=f"{name}(x)",
+                atol=1e-5,
+                rtol=1e-5,
+                mistakes=[Mistake(hint, lambda key=key, found=found: found[key]) for key, hint in mistakes.items()],
+            )
+        except Fail as failure:
+            scaled = kind == "pre" and "differs from the float64 oracle" in str(failure) and scaled_terms(y, found)
+            raise Fail(scaled or str(failure)) from None
         if "dx_error" in result:  # autograd refused a backward the block's output needs: not an in-place write of x
             raise Fail(f"{name}'s output is right, but no gradient flows back through it: {result['dx_error'][:200]}")
         dx, right_dx = (expect_array(result[key], f"d{name}(x)/dx", kind="torch") for key in ("dx", "right_dx"))
@@ -103,6 +107,27 @@ def judge_placement(learner, kind, placement) -> str:
                 f"the output, so the blocks below would learn from a wrong gradient. Keep {formula} differentiable."
             )
     return f"{formula}: {detail}; its gradient too"
+
+
+def scaled_terms(y, found) -> str | None:
+    """The hint for a Pre-LN output that is a·x + b·ff(ln(x)) with other weights than 1 and 1 (a scaled residual or
+    sublayer), or None."""
+    sublayer = found["ff(ln(x))"]
+    x = found["pre"] - sublayer  # the candidates are built from x; x itself is the right block minus its sublayer
+    terms = np.stack([x.reshape(-1), sublayer.reshape(-1)], axis=1)
+    (a, b), *_ = np.linalg.lstsq(terms, y.reshape(-1), rcond=None)
+    if np.max(np.abs(terms @ np.array([a, b]) - y.reshape(-1))) > 1e-4 * (1 + np.max(np.abs(y))):
+        return None
+    if np.isclose(a, b, rtol=1e-3) and not np.isclose(a, 1, rtol=1e-3):
+        return f"PreLNBlock's output is {a:.3g} times x + ff(ln(x)): the block returns x + ff(ln(x)) itself, unscaled."
+    scaled = [f"the residual x is scaled by {a:.3g}"] if not np.isclose(a, 1, rtol=1e-3) else []
+    scaled += [f"the sublayer's output is scaled by {b:.3g}"] if not np.isclose(b, 1, rtol=1e-3) else []
+    return (
+        f"PreLNBlock computes {a:.3g}·x + {b:.3g}·ff(ln(x)): {' and '.join(scaled)}. The block adds the two as they "
+        "are: x + ff(ln(x))."
+        if scaled
+        else None
+    )
 
 
 def norms_list(value, what: str, length: int) -> list[float]:
@@ -192,8 +217,18 @@ def gradient_norm_variants(report: dict, n: int) -> tuple[list[float], dict[str,
         "parameter-values": each(_global, blocks=report["values"][:n]),
         "reversed": expected[::-1],
         **{f"loss:{loss}": each(_global, blocks=report[f"grads:{loss}"][:n]) for loss in LOSS_VARIANTS},
+        **{  # one parameter per block, the first or any other
+            f"single:{role}": [float(block[index]["l2"]) for block in blocks]
+            for index, role in enumerate(_roles(blocks[0]))
+        },
     }
     return expected, variants
+
+
+def _roles(parameters) -> list[str]:
+    """Each parameter's role in the block, numbered where two share one: "LayerNorm.weight", "Linear.weight #2"."""
+    roles = [p["role"] for p in parameters]
+    return [role + (f" #{roles[:i].count(role) + 1}" if roles.count(role) > 1 else "") for i, role in enumerate(roles)]
 
 
 LOSS_VARIANTS = ("summed", "squared", "output-mean", "output-sum")
