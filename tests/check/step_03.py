@@ -170,7 +170,7 @@ def layer_norm_parameters(learner):
                 "hard-coded. Pass epsilon=self.eps."
             )
     limit, mistakes = tol(learner, 1e-4), forward_mistakes(x, gamma, beta, 0.5, FIXES)
-    with narrowed(learner, "forward", learner.memo["forward casts"], dtype_of(learner)):
+    with narrowed("forward", learner.memo["forward casts"], dtype_of(learner)):
         return expect_close(
             y, layernorm(x, gamma, beta, 0.5), name="forward", atol=limit, rtol=limit, mistakes=mistakes
         )

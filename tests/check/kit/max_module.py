@@ -135,7 +135,7 @@ NARROWER = {"float32": ("bfloat16", "float16"), "bfloat16": (), "float64": ("flo
 
 
 @contextmanager
-def narrowed(learner, function: str, casts, dtype: str):
+def narrowed(function: str, casts, dtype: str):
     """A result that differs from the oracle, where `function` cast to a dtype narrower than its `dtype` input, is
     named as that cast: its precision, not a formula, is what is off."""
     try:
@@ -291,7 +291,7 @@ def from_scratch_matches(learner, fixes) -> str:
     for index, (x, out) in enumerate(zip(xs, outs, strict=True)):
         y = output(out, "layer_norm_from_scratch", x.shape)
         try:
-            with narrowed(learner, "layer_norm_from_scratch", found["casts"], "float32"):
+            with narrowed("layer_norm_from_scratch", found["casts"], "float32"):
                 details.append(
                     expect_close(
                         y,

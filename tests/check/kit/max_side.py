@@ -478,8 +478,13 @@ def parameter_defaults(module, device_name, other_dtype, dtype="auto"):
 
     ready()
     cls, device = layer_norm_class(module), device_for(device_name)
-    with F.lazy(), creating_on(device, getattr(DType, other_dtype)), devices_named() as named:
-        layer = cls(DIM)
+    with creating_on(device, getattr(DType, other_dtype)), devices_named() as named:
+        try:
+            with F.lazy():
+                layer = cls(DIM)
+        except Exception:  # their __init__ reads a value (a print, say): eagerly, at the cost of that dtype's kernels
+            named.clear()
+            layer = cls(DIM)
     found = {name: getattr(getattr(layer, name, None), "dtype", None) for name in ("weight", "bias")}
     return {name: value.name.lower() if value is not None else None for name, value in found.items()} | {
         "devices": named
