@@ -65,6 +65,9 @@ def _check_input(x, dim: int, dtype: DType) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"LayerNorm expects a max Tensor, got {type(x).__name__}; "
                         "wrap NumPy arrays with Tensor.from_dlpack(array).")
+    if not isinstance(dtype, DType):
+        raise TypeError("LayerNorm's parameters must be MAX Tensors (Tensor.ones([dim]), Tensor.zeros([dim])); "
+                        f"self.weight's dtype is {dtype!r}, not a MAX DType.")
     if x.rank == 0 or x.shape[-1] != dim:
         shape = ", ".join(str(d) for d in x.shape)
         raise ValueError(f"LayerNorm({dim}) expects inputs of shape (..., {dim}), got ({shape}).")

@@ -39,7 +39,7 @@ WORKED_EXAMPLE_LINES = [
 BEYOND = [
     "2-D (batch, dim) and 3-D (batch, seq, dim)",
     "layer_norm_from_scratch",
-    "compile_layer_norm's TensorType",
+    "compile_layer_norm honours batch_dims and dtype",
     "compile_layer_norm: one graph",
 ]
 
@@ -132,6 +132,16 @@ def test_bad_input_errors(solution):
             solution.LayerNorm(8, eps=eps)
 
 
+def test_parameters_that_are_not_max_tensors_are_named_as_such(solution):
+    """NumPy parameters have a float32 dtype too, NumPy's: the input check must not report "float32 but float32"."""
+    from max.experimental.tensor import Tensor
+
+    x = Tensor.from_dlpack(np.ones((2, 8), np.float32))
+    with pytest.raises(TypeError, match=r"parameters must be MAX Tensors") as raised:
+        solution._check_input(x, 8, np.ones(8, np.float32).dtype)
+    assert "but the input is" not in str(raised.value)
+
+
 # -- bfloat16: MAX's default dtype on a GPU, checked here on the CPU with --dtype bfloat16 ------------------
 def test_dtype_option():
     assert parse().dtype == "auto"
@@ -160,7 +170,7 @@ def test_the_solution_passes_in_bfloat16():
     assert report.passed, [(r.name, r.message) for r in report.results if not r.passed]
     assert report.notes[-1] == "Ran on cpu:0, in bfloat16."
     weight = next(r for r in report.results if r.name.startswith("LayerNorm.weight is initialized"))
-    assert weight.message == "shape [16], bfloat16"
+    assert weight.message == "shape [16], bfloat16; follows MAX's default dtype and device"
 
 
 def test_float32_parameters_in_a_bfloat16_run_are_named(tmp_path):

@@ -65,3 +65,38 @@ def test_experiment_numbers_show_the_published_trend():
     assert post[-1] / post[0] > POST_GROWTH + 0.2
     assert max(pre) / min(pre) < PRE_SPREAD - 0.1
     assert all(abs(v - 1) < 1e-3 for v in numbers["post"]["hidden_rms"])
+
+
+ZOO = REPO_ROOT / "tests" / "zoo" / "step_05"
+EXPERIMENT_CHECKS = ("Post-LN at initialisation", "Pre-LN at initialisation", "forward view")
+
+
+def test_an_in_place_residual_is_named_wherever_it_shows():
+    """x += ... breaks the backward of every later check that trains through the block: each names the block's write,
+    none prints autograd's own error alone, and the experiment is not judged on it."""
+    report = check_file("05", ZOO / "bad_pre_in_place_residual.py", "--verbose")
+    failed = [r for r in report.results if r.status == "failed"]
+    assert failed, failures(report)
+    for result in failed:
+        named = "writes into its input" in result.message or result.message.startswith("Not run: PreLNBlock is wrong")
+        assert named, f"{result.name}: {result.message}"
+    assert all(not r.passed for r in report.results if r.name.startswith(EXPERIMENT_CHECKS))
+
+
+def test_the_experiment_is_not_judged_on_broken_foundations():
+    """A shared block and a wrong Pre-LN block: every check of the experiment says what it waits for, none passes."""
+    report = check_file("05", ZOO / "bad_shared_block_broken_pre.py")
+    experiment = [r for r in report.results if r.name.startswith(EXPERIMENT_CHECKS)]
+    assert len(experiment) == 3
+    assert all(r.status == "failed" and r.message.startswith("Not run: ") for r in experiment), failures(report)
+    assert all(r.cause == experiment[0].cause for r in experiment)  # one cause: the report tells it once
+
+
+def test_a_skeleton_cause_is_told_once_across_the_foundations():
+    """The skeleton's Pre-LN TODO fails the residual and gradient_norms checks too: they share its cause with the
+    experiment checks, so the report shows the TODO once and counts the rest."""
+    report = check_file("05", REPO_ROOT / "steps" / "step_05.py")
+    pre = next(r for r in report.results if r.name.startswith("PreLNBlock computes"))
+    grouped = [r for r in report.results if r.cause == pre.cause and r is not pre]
+    names = {r.name.split(":")[0] for r in grouped}
+    assert {"the residual connection is there", "Post-LN at initialisation"} <= names, failures(report)

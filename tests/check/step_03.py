@@ -21,6 +21,7 @@ from tests.check.kit.max_module import (
     forward_shapes_match,
     fresh,
     from_scratch_matches,
+    narrowed,
     parameter,
     parameters,
     registered,
@@ -39,6 +40,7 @@ FIXES = {  # the catalogued mistakes of a module around F.layer_norm, and how to
     "no-affine": "pass gamma=self.weight and beta=self.bias to F.layer_norm (not fresh ones and zeros)",
     "no-beta": "pass beta=self.bias",
     "no-gamma": "pass gamma=self.weight",
+    "affine-twice": "return F.layer_norm(...) as it is: it applies gamma and beta itself",
 }
 SCRATCH_FIXES = {  # ... and of a composition of MAX primitives
     "eps-ignored": "use the `eps` argument, not a constant",
@@ -53,6 +55,10 @@ SCRATCH_FIXES = {  # ... and of a composition of MAX primitives
     "by-variance": "use F.rsqrt(var + eps)",
     "not-centred": "xhat = (x - mean) * F.rsqrt(var + eps)",
     "times-std": "use F.rsqrt(var + eps) (1/sqrt), or divide by F.sqrt(var + eps)",
+    "uncentred-variance": "var = F.mean((x - mean) * (x - mean), axis=-1)",
+    "affine-first": "return xhat * gamma + beta",
+    "eps-after-division": "use F.rsqrt(var + eps)",
+    "affine-twice": "return xhat * gamma + beta, once",
 }
 
 
@@ -164,7 +170,10 @@ def layer_norm_parameters(learner):
                 "hard-coded. Pass epsilon=self.eps."
             )
     limit, mistakes = tol(learner, 1e-4), forward_mistakes(x, gamma, beta, 0.5, FIXES)
-    return expect_close(y, layernorm(x, gamma, beta, 0.5), name="forward", atol=limit, rtol=limit, mistakes=mistakes)
+    with narrowed("forward", learner.memo["forward casts"], dtype_of(learner)):
+        return expect_close(
+            y, layernorm(x, gamma, beta, 0.5), name="forward", atol=limit, rtol=limit, mistakes=mistakes
+        )
 
 
 @checklist.check("All placeholder 'None' values have been replaced", timeout=EAGER_TIMEOUT)
@@ -233,7 +242,9 @@ def from_scratch(learner):
     return from_scratch_matches(learner, SCRATCH_FIXES)
 
 
-@checklist.check("compile_layer_norm's TensorType follows batch_dims and dtype (seen at Module.compile)")
+@checklist.check(
+    "compile_layer_norm honours batch_dims and dtype (its TensorType) and eps (its module), seen at Module.compile"
+)
 def compile_arguments(learner):
     return compile_arguments_honoured(learner)
 

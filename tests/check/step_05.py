@@ -11,14 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.check.kit import Checklist, Fail, LearnerError, Mistake, expect_close, torch_side
+from tests.check.kit import Checklist, Fail, LearnerError, Mistake, error_hints, expect_close, torch_side
 from tests.check.kit.transformer import (
-    block_norms,
     describe,
     experiment,
+    foundation,
+    gradient_norm_variants,
+    in_place_named,
     judge_placement,
     norms_list,
     plot_gradient_norms,
+    scale_of,
     silent_sublayer_matches,
 )
 
@@ -51,13 +54,27 @@ POST_MISTAKES = {
     "ln(ln(x) + ff(ln(x)))": "x is normalised on the way in as well: Post-LN normalises only the sum, ln(x + ff(x))",
     "x + ff(x)": "The LayerNorm is not used: ln(x + ff(x))",
 }
-NORM_MISTAKES = {  # wrong gradient norms -> the hint that names each
+NORM_MISTAKES = {  # wrong gradient norms -> the hint that names each (keys: `gradient_norm_variants`)
     "sum-of-norms": "The norms add up the parameters' norms one by one: a block's gradient norm is the square root of "
     "the sum of all its squared gradient entries (every parameter together)",
     "squared": "These are squared norms: take the square root of the sum of squares",
     "weights-only": "Only the Linear weights are counted: include every parameter of the block (the biases and the "
     "LayerNorm's weight and bias too)",
-    "summed-loss": "The loss is summed over the rows; the experiment's loss is the mean: (stack(x) @ readout).mean()",
+    "ff-only": "Only the feed-forward's parameters are counted: include the block's LayerNorm (self.ln's weight and "
+    "bias) too, every parameter of the block",
+    "rms": "These are root-mean-square gradients (divided by the number of entries): the norm is the square root of "
+    "the sum of the squares, not of their mean",
+    "l1": "These are sums of absolute values (L1 norms): the norm is the square root of the sum of the squares",
+    "max-abs": "These are the largest absolute gradient entries (max norms): the norm is the square root of the sum of "
+    "the squares",
+    "parameter-values": "These are the norms of the parameters themselves, not of their gradients: use p.grad",
+    "reversed": "The norms are in reverse order: the first value is for the block nearest the input",
+    "single": "Only one parameter of each block is counted ({role}): a block's gradient norm takes every parameter of "
+    "the block together",
+    "loss:summed": "The loss is summed over the rows; the experiment's loss is the mean: (stack(x) @ readout).mean()",
+    "loss:squared": "The loss squares the read-out: it is the plain mean, (stack(x) @ readout).mean()",
+    "loss:output-mean": "The loss leaves out the readout (stack(x).mean()): it is (stack(x) @ readout).mean()",
+    "loss:output-sum": "The loss leaves out the readout (stack(x).sum()): it is (stack(x) @ readout).mean()",
 }
 PLACEMENT = {
     "pre": ("PreLNBlock", "x + ff(ln(x))", PRE_MISTAKES),
@@ -91,9 +108,30 @@ checklist = Checklist(
 
 
 # -- checks -----------------------------------------------------------------------------------------
+# The experiment checks judge numbers that the blocks, build_stack and gradient_norms produce: while one of those is
+# wrong, they are reported "Not run" with its reason, never ✅ on wrong inputs. Each foundation still runs when an
+# earlier one failed (its `despite`).
+STRUCTURE = "a block's ln or ff is not the step file's (see above); the experiment runs the blocks."
+PRE = "PreLNBlock is wrong (see above); the experiment runs it."
+POST = "PostLNBlock is wrong (see above); the experiment runs it."
+RESIDUAL = "a block's residual connection is wrong (see above); the experiment runs the blocks."
+STACK = "build_stack is wrong (see above); the experiment builds its stacks with it."
+NORMS = "gradient_norms is wrong (see above); the experiment measures with it."
+NO_GRAPH = "does not require grad and does not have a grad_fn"  # autograd's words for a loss with no graph
+NO_GRAPH_HINT = (
+    "loss.backward() found no graph behind the loss: the forward ran under torch.no_grad() (or its output was "
+    "detached), so no gradient reaches the parameters. Run stack(x) with autograd on"
+)
+UNCHANGED = (  # what is left when the checks above pass
+    "Where the blocks, build_stack and gradient_norms pass their checks, look at run_experiment and hidden_rms: are "
+    "they the step file's?"
+)
+
+
 @checklist.check(
     "each block holds ln = LayerNorm(d_model) and ff = Linear(d_model, d_ff) → GELU → Linear(d_ff, d_model)"
 )
+@foundation(STRUCTURE)
 def structure(learner):
     report = learner.probe(torch_side.structure, during="creating the blocks")
     for kind, (name, _, _) in PLACEMENT.items():
@@ -111,22 +149,32 @@ def structure(learner):
     return ""
 
 
-@checklist.check("PreLNBlock computes x + ff(ln(x))")
+@checklist.check("PreLNBlock computes x + ff(ln(x))", despite=(STRUCTURE,))
+@foundation(PRE)
 def pre_placement(learner):
     return judge_placement(learner, "pre", PLACEMENT)
 
 
-@checklist.check("PostLNBlock computes ln(x + ff(x))")
+@checklist.check("PostLNBlock computes ln(x + ff(x))", despite=(STRUCTURE, PRE))
+@foundation(POST)
 def post_placement(learner):
     return judge_placement(learner, "post", PLACEMENT)
 
 
-@checklist.check("the residual connection is there: with ff silenced, PreLNBlock is the identity, PostLNBlock is ln(x)")
+@checklist.check(
+    "the residual connection is there: with ff silenced, PreLNBlock is the identity, PostLNBlock is ln(x)",
+    despite=(STRUCTURE, PRE, POST),
+)
+@foundation(RESIDUAL)
 def residual(learner):
     return silent_sublayer_matches(learner, PLACEMENT)
 
 
-@checklist.check("build_stack: new blocks in an nn.Sequential, with a final LayerNorm after a Pre-LN stack only")
+@checklist.check(
+    "build_stack: new blocks in an nn.Sequential, with a final LayerNorm after a Pre-LN stack only",
+    despite=(STRUCTURE, PRE, POST, RESIDUAL),
+)
+@foundation(STACK)
 def stacks(learner):
     report = learner.probe(torch_side.stacks, during="calling build_stack")
     for kind, (name, _, _) in PLACEMENT.items():
@@ -143,6 +191,17 @@ def stacks(learner):
             raise Fail(
                 "The Post-LN stack ends with an extra LayerNorm: each Post-LN block already ends with one; only "
                 "the Pre-LN stack needs the final LayerNorm."
+            )
+        if kind == "pre" and entries == ["LayerNorm"] + [name] * 3:
+            raise Fail(
+                "The Pre-LN stack's final LayerNorm comes first: it goes after the last block, where it normalises the "
+                "residual stream once on its way out. Append it: layers.append(nn.LayerNorm(d_model))."
+            )
+        blocks = entries.count(name)
+        if blocks != 3 and set(entries) <= {name, "LayerNorm"}:
+            raise Fail(
+                f"build_stack('{kind}', 3, ...) built {blocks} {name}s: it ignores n_layers. Build one block per "
+                "layer: [block(d_model, d_ff) for _ in range(n_layers)]."
             )
         if (
             entries[:3] != [name] * 3
@@ -165,23 +224,55 @@ def stacks(learner):
             )
         if found["output_shape"] != (2, D_MODEL):
             raise Fail(f"build_stack('{kind}', ...) maps (2, {D_MODEL}) to {found['output_shape']}.")
+        weights = [record.values for record in found["block_weights"]]
+        if all(np.array_equal(weights[0], other) for other in weights[1:]):
+            raise Fail(
+                f"build_stack('{kind}', 3, ...) makes 3 blocks that start with identical weights: it reseeds before "
+                "each block (torch.manual_seed in the loop) or copies one block (copy.deepcopy). Create each block "
+                "with block(d_model, d_ff), without reseeding, so that each draws its own weights."
+            )
+    judge_reseeding(report["reseeded"])
     return "pre: 3 PreLNBlocks + LayerNorm; post: 3 PostLNBlocks"
 
 
-@checklist.check("gradient_norms gives each block's gradient norm for loss = mean(stack(x) @ readout)")
+def judge_reseeding(after_seeds) -> None:
+    """build_stack called after torch.manual_seed(1), then (2): other weights, and the caller's random numbers left
+    alone. Equal weights or equal next draws mean it seeds the random generator itself."""
+    (one, two) = after_seeds
+    same = [np.array_equal(one[key].values, two[key].values) for key in ("weights", "next")]
+    if same[0]:
+        raise Fail(
+            "build_stack sets the random seed itself: after torch.manual_seed(1) and torch.manual_seed(2) it builds "
+            "the same weights, so run_experiment's seeds all measure one stack. Remove torch.manual_seed from "
+            "build_stack: the caller seeds."
+        )
+    if same[1]:
+        raise Fail(
+            "build_stack resets the random seed (torch.manual_seed inside it): what the caller draws after it is the "
+            "same whatever seed the caller set. Remove torch.manual_seed from build_stack: the caller seeds."
+        )
+
+
+@checklist.check(
+    "gradient_norms gives each block's gradient norm for loss = mean(stack(x) @ readout)",
+    despite=(STRUCTURE, PRE, POST, RESIDUAL, STACK),
+)
+@foundation(NORMS)
 def gradient_norms(learner):
     for kind in ("pre", "post"):
-        report = learner.probe(torch_side.gradient_report, kind, 4, during="calling gradient_norms")
+        with in_place_named(), error_hints({NO_GRAPH: NO_GRAPH_HINT}):
+            report = learner.probe(torch_side.gradient_report, kind, 4, during="calling gradient_norms")
         n = report["n_blocks"]
+        per_block = len(report["grads:mean"][0])
+        returned = len(report["first"]) if isinstance(report["first"], list) else None
+        if returned and returned != n and returned % n == 0:
+            each = "one per parameter tensor" if returned == n * per_block else f"{returned // n} per block"
+            raise Fail(
+                f"gradient_norms returned {returned} values for {n} blocks, {each}: a block's norm takes all its "
+                "parameters together, the square root of the sum of every squared gradient entry of the block."
+            )
         first, second = (norms_list(report[k], "gradient_norms", n) for k in ("first", "second"))
-        expected = block_norms(report["per_parameter"], n)
-        per_parameter = report["per_parameter"][:n]
-        variants = {
-            "sum-of-norms": [float(np.sum(p)) for p in per_parameter],
-            "squared": [e * e for e in expected],
-            "weights-only": block_norms(report["weights_only"], n),
-            "summed-loss": block_norms(report["summed_loss"], n),
-        }
+        expected, variants = gradient_norm_variants(report, n)
         if not np.allclose(second, first, rtol=1e-5, atol=1e-7):
             if np.allclose(second, expected, rtol=1e-4, atol=1e-6):
                 raise Fail(
@@ -192,15 +283,35 @@ def gradient_norms(learner):
                 f"The norms change from one call to the next ({describe(first)}, then {describe(second)}): .grad "
                 "accumulates (call stack.zero_grad() before loss.backward()), or the forward is random (dropout)."
             )
-        detail = expect_close(
-            np.array(first),
-            expected,
-            name=f"gradient_norms ({kind})",
-            atol=1e-6,
-            rtol=1e-4,
-            mistakes=[Mistake(NORM_MISTAKES[k], lambda v=v: np.array(v)) for k, v in variants.items()],
-        )
+        mistakes = [
+            Mistake(
+                NORM_MISTAKES[k.partition(":")[0] if k.startswith("single:") else k].format(role=k[7:]),
+                lambda v=v: np.array(v),
+            )
+            for k, v in variants.items()
+        ]
+        try:
+            detail = expect_close(
+                np.array(first), expected, name=f"gradient_norms ({kind})", atol=1e-6, rtol=1e-4, mistakes=mistakes
+            )
+        except Fail as failure:  # no catalogued mistake: norms that are the right ones times a constant still say why
+            unnamed = "differs from the float64 oracle" in str(failure)
+            raise Fail((unnamed and scaled_loss_hint(first, expected, report)) or str(failure)) from None
     return detail
+
+
+def scaled_loss_hint(first, expected, report) -> str | None:
+    """The hint for norms that are the right ones times a constant: the loss is scaled."""
+    scale = scale_of(first, expected)
+    if scale is None:
+        return None
+    told = f"Your norms are the right ones × {scale:.3g}: the loss is scaled."
+    if np.isclose(scale, 1 / report["d_model"], rtol=1e-3):
+        return (
+            f"{told} It averages over the d_model features too ((stack(x) * readout).mean()?): the experiment's loss "
+            "is the mean over the rows of the read-out, (stack(x) @ readout).mean()."
+        )
+    return f"{told} The experiment's loss is (stack(x) @ readout).mean(): the mean over the rows, no other factor."
 
 
 @checklist.check("Post-LN at initialisation: gradient norms grow towards the output (Xiong et al. 2020)")
@@ -210,8 +321,7 @@ def post_trend(learner):
     if growth < POST_GROWTH or rising < 2 * (len(norms) - 1) // 3:
         raise Fail(
             f"Post-LN block gradient norms, input to output: {describe(norms)} (last/first ×{growth:.2f}, "
-            f"expected ≥ ×{POST_GROWTH} and mostly rising). Check PostLNBlock, build_stack and gradient_norms "
-            "above."
+            f"expected ≥ ×{POST_GROWTH} and mostly rising). {UNCHANGED}"
         )
     return (
         f"block 1: {norms[0]:.3g} → block {len(norms)}: {norms[-1]:.3g} (×{growth:.2f}; {rising}/{len(norms) - 1} "
@@ -226,7 +336,7 @@ def pre_trend(learner):
     if spread > PRE_SPREAD:
         raise Fail(
             f"Pre-LN block gradient norms, input to output: {describe(norms)} (max/min ×{spread:.2f}, expected "
-            f"≤ ×{PRE_SPREAD}). Check PreLNBlock, the final LayerNorm in build_stack, and gradient_norms above."
+            f"≤ ×{PRE_SPREAD}). {UNCHANGED}"
         )
     return f"between {min(norms):.3g} and {max(norms):.3g} over {len(norms)} blocks (max/min ×{spread:.2f})"
 

@@ -15,6 +15,7 @@ from tests.check.engine import Fail
 from tests.check.kit import max_side
 from tests.check.kit.judging import (
     Mistake,
+    error_hints,
     expect_array,
     expect_close,
     layernorm,
@@ -23,7 +24,7 @@ from tests.check.kit.judging import (
     tolerance,
     type_name,
 )
-from tests.check.kit.mistakes import forward_mistakes
+from tests.check.kit.mistakes import axes_mistakes, forward_mistakes
 from tests.check.sandbox import LearnerError
 from tests.check.wire import TensorRecord
 
@@ -123,9 +124,31 @@ def fresh(learner, **kwargs) -> dict:
 
 
 def forward(learner, x, gamma=None, beta=None, eps=None) -> tuple[np.ndarray, list]:
-    """The learner's forward on `x` (values of the run's dtype), and its F.layer_norm calls."""
+    """The learner's forward on `x` (values of the run's dtype), and its F.layer_norm calls (the dtypes it cast to are
+    kept in learner.memo["forward casts"], for `narrowed`)."""
     report = probe(learner, max_side.forward, x, gamma, beta, eps, during="calling LayerNorm.forward")
+    learner.memo["forward casts"] = report["casts"]
     return output(report["out"], "forward", x.shape, dtype_of(learner)), report["calls"]
+
+
+NARROWER = {"float32": ("bfloat16", "float16"), "bfloat16": (), "float64": ("float32", "bfloat16", "float16")}
+
+
+@contextmanager
+def narrowed(function: str, casts, dtype: str):
+    """A result that differs from the oracle, where `function` cast to a dtype narrower than its `dtype` input, is
+    named as that cast: its precision, not a formula, is what is off."""
+    try:
+        yield
+    except Fail as failure:
+        narrow = [c for c in casts if c in NARROWER.get(dtype, ())]
+        if not narrow or "differs from the float64 oracle" not in str(failure):
+            raise
+        raise Fail(
+            f"{function} casts its {dtype} values to {narrow[0]} (.cast(DType.{narrow[0]})): {narrow[0]} keeps "
+            f"{'8' if narrow[0] == 'bfloat16' else '11'} significant bits, so the statistics and the result lose "
+            f"precision. Compute in the input's dtype, without the cast. ({failure})"
+        ) from None
 
 
 def output(value, name, shape, dtype="float32") -> np.ndarray:
@@ -172,7 +195,34 @@ def registered(learner, name) -> str:
     parameter(report, name, dtype_of(learner))
     if name not in report["parameters"]:
         raise Fail(f"`{name}` is not among the module's parameters: assign it directly as self.{name} in __init__.")
-    return f"shape [{DIM}], {dtype_of(learner)}"
+    follows_defaults(learner, name)
+    return f"shape [{DIM}], {dtype_of(learner)}; follows MAX's default dtype and device"
+
+
+def follows_defaults(learner, name) -> None:
+    """The parameter takes MAX's default dtype and device, as Tensor.ones([dim]) does: created again where the default
+    dtype is the other one (bfloat16 on a CPU), it follows, and __init__ names no device itself. A dtype or device
+    fixed in __init__ passes on a CPU in float32 and fails on a GPU, where MAX's defaults are bfloat16 and the GPU."""
+    here = dtype_of(learner)
+    other = "bfloat16" if here == "float32" else "float32"
+    if "defaults" not in learner.memo:
+        learner.memo["defaults"] = probe(
+            learner, max_side.parameter_defaults, other, during=f"creating LayerNorm({DIM}) with {other} as the default"
+        )
+    found = learner.memo["defaults"]
+    role = "Tensor.ones([dim])" if name == "weight" else "Tensor.zeros([dim])"
+    if found[name] != other:
+        raise Fail(
+            f"LayerNorm({DIM}).{name} is {found[name]} where MAX's default dtype is {other}: its dtype is fixed in "
+            f"__init__ (dtype=DType.{found[name]}?). Create it without a dtype, {role}, so that it follows the "
+            "default: float32 on a CPU, bfloat16 on a GPU (compile_layer_norm sets it with default_dtype(dtype))."
+        )
+    if found["devices"]:
+        raise Fail(
+            f"LayerNorm's __init__ puts its parameters on a fixed device ({found['devices'][0]}): on a GPU, where MAX "
+            f"puts the input by default, the parameters would not be. Create them without device=..., {role}: they "
+            "follow the default device, and compile_layer_norm moves the layer with layer.to(device)."
+        )
 
 
 # -- beyond the worked example ------------------------------------------------------------------------
@@ -220,28 +270,41 @@ def forward_shapes_match(learner, fixes) -> str:
     )
 
 
+FEATURES = "LayerNorm takes both over the features"
+SCRATCH_AXES = "F.mean(..., axis=-1) for the mean and for the variance"
+SYMBOLIC_VALUES = (  # MAX's error for a value read while tracing
+    "layer_norm_from_scratch reads values out of its input (.to_numpy(), .item(), NumPy, print): it is traced into a "
+    "graph, where the values do not exist yet. Compose MAX ops only: F.mean, F.rsqrt, +, -, *"
+)
+
+
 def from_scratch_matches(learner, fixes) -> str:
     """layer_norm_from_scratch against the oracle (rows near 0, then around 100) and against forward."""
     (gamma, beta), eps = session(learner, *parameters(9)), 0.1  # eps large: inside or outside the root differ
     # Rows around 100: E[x²] - E[x]² loses ~1e-2 there in float32, a centred variance ~1e-5 (measured with MAX 26.7).
     xs = [session(learner, rows(10, 6)), session(learner, rows(11, 3) + 100)]
-    outs = probe(
-        learner, max_side.from_scratch, xs, gamma, beta, eps, during="tracing and running layer_norm_from_scratch"
-    )
-    details = []
+    with error_hints({"realize from a graph context": SYMBOLIC_VALUES}):
+        found = probe(
+            learner, max_side.from_scratch, xs, gamma, beta, eps, during="tracing and running layer_norm_from_scratch"
+        )
+    outs, details = found["outputs"], []
     for index, (x, out) in enumerate(zip(xs, outs, strict=True)):
         y = output(out, "layer_norm_from_scratch", x.shape)
         try:
-            details.append(
-                expect_close(
-                    y,
-                    layernorm(x, gamma, beta, eps),
-                    name="layer_norm_from_scratch",
-                    atol=2e-4,
-                    rtol=2e-4,
-                    mistakes=forward_mistakes(x, gamma, beta, eps, fixes),
+            with narrowed("layer_norm_from_scratch", found["casts"], "float32"):
+                details.append(
+                    expect_close(
+                        y,
+                        layernorm(x, gamma, beta, eps),
+                        name="layer_norm_from_scratch",
+                        atol=2e-4,
+                        rtol=2e-4,
+                        mistakes=[
+                            *forward_mistakes(x, gamma, beta, eps, fixes),
+                            *axes_mistakes(x, gamma, beta, eps, (-1,), SCRATCH_AXES, wanted=FEATURES, word="axis"),
+                        ],
+                    )
                 )
-            )
         except Fail as failure:
             if index == 1 and "differs from the float64 oracle" in str(failure):
                 raise Fail(
@@ -277,10 +340,15 @@ def compile_arguments_honoured(learner) -> str:
             what = "fixed sizes" if any(leading_static) else f"{len(dims) - 1} batch dim(s)"
             raise Fail(
                 f"{call} compiles for inputs shaped {dims} ({what}): the graph must take [{', '.join(batch_dims)}, "
-                f"{DIM}], named (symbolic) batch dims and the feature size last; {fix}."
+                f"{DIM}], symbolic batch dims (named ones) and the feature size last; {fix}."
             )
         if given["dtype"] != dtype:
             raise Fail(f"{call} compiles for {given['dtype']} inputs, not {dtype}: {fix}.")
+        if given.get("eps") is not None and given["eps"] != max_side.COMPILE_EPS:
+            raise Fail(
+                f"compile_layer_norm({DIM}, eps={max_side.COMPILE_EPS:g}) compiles a LayerNorm whose eps is "
+                f"{given['eps']:g}: it drops its eps argument. Pass it on: LayerNorm(dim, eps=eps)."
+            )
     (seq, _), (_, other_dtype) = ([t["dims"], t["dtype"]] for t in (found[0][0], found[1][0]))
     return f"batch_dims=('batch', 'seq') gives {seq}; dtype=DType.{other} gives {other_dtype} inputs"
 
@@ -303,8 +371,14 @@ def compiled_graph_matches(learner) -> str:
             output(result["compiled"], "the compiled graph", x.shape, dtype_of(learner)),
             output(result["eager"], "forward", x.shape, dtype_of(learner)),
         )
-        limit = tol(learner, 1e-4)
-        expect_close(graph, layernorm(x, 1.0, 0.0, 1e-5), name="the compiled graph", atol=limit, rtol=limit)
+        limit, eps = tol(learner, 1e-4), max_side.COMPILE_EPS
+        eps_dropped = Mistake(
+            f"The graph of compile_layer_norm({DIM}, eps={eps:g}) normalises with eps=1e-5: compile_layer_norm drops "
+            "its eps argument. Pass it on: LayerNorm(dim, eps=eps)",
+            lambda x=x: layernorm(x, 1.0, 0.0, 1e-5),
+        )
+        expected = layernorm(x, 1.0, 0.0, eps)
+        expect_close(graph, expected, name="the compiled graph", atol=limit, rtol=limit, mistakes=[eps_dropped])
         worst = max(worst, float(np.max(np.abs(graph.astype(np.float64) - eager))))
     if worst > gap_limit(learner, 1e-4, eager):
         raise Fail(f"The compiled graph and eager forward differ by {worst:.2g}.")

@@ -153,13 +153,18 @@ def _wait_for_background_compile() -> None:
             process.wait()
 
 
+COMPILE_EPS = 1e-3  # not the default: a compile_layer_norm that drops its eps argument shows
+
+
 def _compile_layer_norm(module, device, cast, **keywords):
-    """The learner's compile_layer_norm(DIM, device=...), with dtype=... unless float32, creating on `device`."""
+    """The learner's compile_layer_norm(DIM, eps=COMPILE_EPS, device=...), with dtype=... unless float32, creating on
+    `device`."""
     compile_layer_norm = getattr(module, "compile_layer_norm", None)
     if not callable(compile_layer_norm):
         raise Fail("Your file defines no `compile_layer_norm` function.")
+    dtype = {} if cast.name == "float32" else {"dtype": cast}
     with creating_on(device, cast):
-        return compile_layer_norm(DIM, device=device, **({} if cast.name == "float32" else {"dtype": cast}), **keywords)
+        return compile_layer_norm(DIM, eps=COMPILE_EPS, device=device, **dtype, **keywords)
 
 
 class _CompileSeen(BaseException):
@@ -176,10 +181,11 @@ def stopping_compile():
     original, seen = Module.compile, []
 
     def compile(self, *input_types, **kwargs):
+        eps = getattr(self, "eps", None)
         seen.append(
             [
                 {"dims": [str(d) for d in t.shape], "static": [isinstance(d, StaticDim) for d in t.shape]}
-                | {"dtype": t.dtype.name.lower()}
+                | {"dtype": t.dtype.name.lower(), "eps": eps if isinstance(eps, (int, float)) else None}
                 if hasattr(t, "shape") and hasattr(t, "dtype")
                 else {"type": type(t).__name__}
                 for t in input_types
@@ -389,9 +395,9 @@ def layer_norm_class(module):
     if not isinstance(cls, type):
         raise Fail(f"`LayerNorm` is not a class ({type(cls).__name__}); it must be a class.")
     if not issubclass(cls, Module):
-        bases = " -> ".join(f"{c.__module__}.{c.__qualname__}" for c in cls.__mro__[1:-1])
+        bases = " -> ".join(f"{c.__module__}.{c.__qualname__}" for c in cls.__mro__[1:-1]) or "a plain class"
         raise Fail(
-            f"LayerNorm is not a Module: {bases}: subclass Module from max.experimental.nn (class LayerNorm(Module)), "
+            f"LayerNorm is not a Module ({bases}): subclass Module from max.experimental.nn (class LayerNorm(Module)), "
             "so MAX can find its parameters and compile it."
         )
     if cls.forward is Module.forward:
@@ -422,6 +428,90 @@ def new_layer(module, device_name, dtype="auto", **kwargs):
     cls, device = layer_norm_class(module), device_for(device_name)
     with creating_on(device, dtype_for(device, dtype)):
         return cls(DIM, **kwargs), device
+
+
+_CREATORS = ("ones", "zeros", "full", "constant")
+
+
+@contextmanager
+def devices_named():
+    """Records the devices the code inside names itself: Tensor.ones(..., device=...) and its kin, and .to(device).
+    Only the outermost call counts (MAX's own calls inside it name the default device)."""
+    from max.experimental import functional as F
+    from max.experimental.tensor import Tensor
+
+    named, depth = [], [0]
+
+    def spying(original, device_of):
+        def spy(*args, **kwargs):
+            device = device_of(args, kwargs)
+            if depth[0] == 0 and device is not None:
+                label = getattr(device, "label", None)
+                named.append(f"{label}:{getattr(device, 'id', 0)}" if isinstance(label, str) else str(device))
+            depth[0] += 1
+            try:
+                return original(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+
+        return spy
+
+    keyword = lambda args, kwargs: kwargs.get("device")  # noqa: E731
+    patches = [(Tensor, name, spying(getattr(Tensor, name), keyword)) for name in _CREATORS]
+    patches += [(F, name, spying(getattr(F, name), keyword)) for name in _CREATORS if hasattr(F, name)]
+    patches.append((Tensor, "to", spying(Tensor.to, lambda args, kwargs: args[1] if len(args) > 1 else None)))
+    saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in patches]
+    for owner, name, spy in patches:
+        setattr(owner, name, spy)
+    try:
+        yield named
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)
+
+
+def parameter_defaults(module, device_name, other_dtype, dtype="auto"):
+    """LayerNorm(DIM) created where MAX's default dtype is `other_dtype` (not the run's): its parameters' dtypes, and
+    the devices its __init__ names itself. Lazily (F.lazy), so that no kernel of that dtype is compiled."""
+    from max.dtype import DType
+    from max.experimental import functional as F
+
+    ready()
+    cls, device = layer_norm_class(module), device_for(device_name)
+    with creating_on(device, getattr(DType, other_dtype)), devices_named() as named:
+        try:
+            with F.lazy():
+                layer = cls(DIM)
+        except Exception:  # their __init__ reads a value (a print, say): eagerly, at the cost of that dtype's kernels
+            named.clear()
+            layer = cls(DIM)
+    found = {name: getattr(getattr(layer, name, None), "dtype", None) for name in ("weight", "bias")}
+    return {name: value.name.lower() if value is not None else None for name, value in found.items()} | {
+        "devices": named
+    }
+
+
+@contextmanager
+def casts_seen():
+    """Records the dtype names the code inside casts to (Tensor.cast, F.cast)."""
+    from max.experimental import functional as F
+    from max.experimental.tensor import Tensor
+
+    seen, originals = [], {"tensor": Tensor.cast, "F": F.cast}
+
+    def tensor_cast(self, dtype, *args, **kwargs):
+        seen.append(getattr(dtype, "name", str(dtype)).lower())
+        return originals["tensor"](self, dtype, *args, **kwargs)
+
+    def functional_cast(x, dtype, *args, **kwargs):
+        seen.append(getattr(dtype, "name", str(dtype)).lower())
+        return originals["F"](x, dtype, *args, **kwargs)
+
+    Tensor.cast, F.cast = tensor_cast, functional_cast
+    try:
+        yield seen
+    finally:
+        Tensor.cast, F.cast = originals["tensor"], originals["F"]
 
 
 def fresh(module, device_name, dtype="auto", **kwargs):
@@ -471,11 +561,13 @@ def forward(module, device_name, x, gamma=None, beta=None, eps=None, dtype="auto
     cast = dtype_for(device, dtype)
     if gamma is not None:
         layer.weight, layer.bias = to_tensor(gamma, device, cast=cast), to_tensor(beta, device, cast=cast)
-    with spy_on_layer_norm(module) as calls:
-        out = layer.forward(to_tensor(x, device, cast=cast))
+    given = to_tensor(x, device, cast=cast)
+    with spy_on_layer_norm(module) as calls, casts_seen() as casts:
+        out = layer.forward(given)
     epsilon = [bound.get("epsilon") for _, bound in calls]
     return {
         "out": out,
+        "casts": casts,
         "calls": [
             {
                 "kind": kind,
@@ -533,7 +625,7 @@ def from_scratch(module, device_name, xs, gamma, beta, eps, dtype="auto"):
         def forward(self, x):
             return checked(x, self.gamma, self.beta)
 
-    with spy_on_layer_norm(module) as calls:
+    with spy_on_layer_norm(module) as calls, casts_seen() as casts:
         try:
             FromScratch().trace(TensorType(DType.float32, ["batch", DIM], device=device))
             outputs = [checked(to_tensor(x, device), *weights) for x in xs]
@@ -546,7 +638,7 @@ def from_scratch(module, device_name, xs, gamma, beta, eps, dtype="auto"):
             "layer_norm_from_scratch calls layer_norm: build it from MAX primitives instead (F.mean over "
             "axis=-1, the mean of the centred square, F.rsqrt, then scale and shift)."
         )
-    return outputs
+    return {"outputs": outputs, "casts": casts}
 
 
 def compiled(module, device_name, xs, dtype="auto"):
@@ -570,7 +662,7 @@ def compiled(module, device_name, xs, dtype="auto"):
         )
     if not callable(graph):
         raise Fail(f"compile_layer_norm returned a {type(graph).__name__}; return what Module.compile returns.")
-    layer, _ = new_layer(module, device_name, dtype)
+    layer, _ = new_layer(module, device_name, dtype, eps=COMPILE_EPS)
     results = []
     for x in xs:
         try:

@@ -7,6 +7,7 @@ language (`fixes`); `expect_close` then names the first catalogued mistake the o
 from __future__ import annotations
 
 import copy
+import itertools
 
 import numpy as np
 
@@ -376,3 +377,93 @@ def parameter_gradient_mistakes(x, gamma, eps, dy) -> dict[str, list[Mistake]]:
             ),
         ],
     }
+
+
+def _normalised(x, centre_axes, variance_axes, variance_centre_axes, eps):
+    """(x - mean over centre_axes) / sqrt(var + eps), the variance over variance_axes around the mean over
+    variance_centre_axes: a LayerNorm whose statistics run over the wrong dims, or over different ones."""
+    mean = x.mean(axis=centre_axes, keepdims=True)
+    around = x.mean(axis=variance_centre_axes, keepdims=True)
+    var = ((x - around) ** 2).mean(axis=variance_axes, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps)
+
+
+PLURAL = {"dim": "dims", "axis": "axes"}
+
+
+def _dims_text(axes, ndim, word="dim") -> str:
+    dims = tuple(sorted(a - ndim if a >= 0 else a for a in axes))
+    return f"{word} {dims[0]}" if len(dims) == 1 else f"{PLURAL[word]} {dims}"
+
+
+def axes_mistakes(x, gamma, beta, eps, axes, fix: str, *, wanted: str | None = None, word="dim") -> list[Mistake]:
+    """Outputs of LayerNorms whose statistics run over the wrong dims, each with the hint that names them: any other set
+    of dims (the last only, one more, the batch...), the mean and the variance over different dims, and a tuple of dims
+    normalised one dim at a time. `fix` says how to reduce over the right ones, `wanted` which they are (by default in
+    normalized_shape's terms), `word` what the step calls a dim ("axis")."""
+    x, w, b = np.asarray(x, np.float64), np.asarray(gamma, np.float64), np.asarray(beta, np.float64)
+    ndim, right = x.ndim, tuple(sorted(a % x.ndim for a in axes))
+    shape = tuple(x.shape[a] for a in right)
+    if wanted is None:
+        wanted = (
+            f"for normalized_shape={shape} both run over the last {f'{len(right)} dims' if len(right) > 1 else 'dim'}"
+        )
+    wanted = f"{wanted}, {_dims_text(right, ndim, word)}: {fix}"
+    subsets = [other for size in range(1, ndim + 1) for other in itertools.combinations(range(ndim), size)]
+    mistakes = [
+        Mistake(
+            f"The mean and variance are taken over {_dims_text(other, ndim, word)} of a {ndim}-D input; {wanted}",
+            lambda other=other: _normalised(x, other, other, other, eps) * w + b,
+        )
+        for other in subsets
+        if other != right
+    ]
+    # the mean and the variance over different dims (the variance around either mean)
+    for centre, variance in itertools.product(subsets, repeat=2):
+        for around in {centre, variance}:
+            if centre != variance and right in (centre, variance):
+                mistakes.append(
+                    Mistake(
+                        f"The mean and the variance are taken over different {PLURAL[word]} (the mean over "
+                        f"{_dims_text(centre, ndim, word)}, the variance over {_dims_text(variance, ndim, word)}); "
+                        f"{wanted}",
+                        lambda c=centre, v=variance, a=around: _normalised(x, c, v, a, eps) * w + b,
+                    )
+                )
+    if len(right) > 1:
+        for order in (right, right[::-1]):
+            mistakes.append(
+                Mistake(
+                    f"The dims of normalized_shape are normalised one dim at a time, each in turn: LayerNorm takes one "
+                    f"mean and one variance over all {len(right)} dims together: {fix}",
+                    lambda order=order: _one_dim_at_a_time(x, order, eps) * w + b,
+                )
+            )
+    return mistakes
+
+
+def _one_dim_at_a_time(x, order, eps):
+    for axis in order:
+        x = _normalised(x, (axis,), (axis,), (axis,), eps)
+    return x
+
+
+FORWARD_MISTAKES["uncentred-variance"] = (
+    "The variance is the mean of x² (the raw second moment), without subtracting the mean: average the centred "
+    "square, (x - mean)²",
+    lambda s: (s.x - s.mean) / np.sqrt((s.x**2).mean(axis=s.axes, keepdims=True) + s.eps) * s.w + s.b,
+)
+FORWARD_MISTAKES["affine-first"] = (
+    "gamma and beta are applied before normalising (x * gamma + beta is what gets normalised): normalise first, then "
+    "scale and shift",
+    lambda s: layernorm(s.x * s.w + s.b, 1.0, 0.0, s.eps, s.axes),
+)
+FORWARD_MISTAKES["eps-after-division"] = (
+    "eps is added after the division, (x - mean) / sqrt(var) + eps (a missing pair of parentheses): it goes inside "
+    "the square root",
+    lambda s: ((s.x - s.mean) / np.sqrt(s.var) + s.eps) * s.w + s.b,
+)
+FORWARD_MISTAKES["affine-twice"] = (
+    "gamma and beta are applied twice (y * gamma + beta once more after a normalisation that applied them)",
+    lambda s: s.good * s.w + s.b,
+)

@@ -44,6 +44,12 @@ def build_layer(module, shape, eps=None, dtype=None, affine=None, **keywords):
             "LayerNorm subclasses nn.LayerNorm, whose __init__ builds the parameters for you: subclass nn.Module "
             "and create weight and bias yourself (this step builds LayerNorm without nn.LayerNorm)"
         )
+    for name, inner in layer.named_modules():
+        if isinstance(inner, torch.nn.LayerNorm):
+            raise Fail(
+                f"LayerNorm holds an nn.LayerNorm (self.{name}), PyTorch's own: this step builds LayerNorm without it. "
+                "Compute the mean and biased variance yourself, with weight and bias as your own nn.Parameters"
+            )
     layer = layer if dtype is None else layer.to(getattr(torch, dtype))
     expected = (shape,) if isinstance(shape, int) else tuple(shape)
     for name, value in zip(NAMES, affine or (), strict=False):
@@ -82,6 +88,12 @@ def build_layer(module, shape, eps=None, dtype=None, affine=None, **keywords):
 def forward(module, shape, x, affine=None, eps=None, dtype=None, **keywords):
     x = torch_module().as_tensor(x)
     return build_layer(module, shape, eps, dtype, affine, **keywords)(x.clone())  # clones: the caller's x stays
+
+
+def forward_twice(module, shape, x):
+    """One layer's output for two copies of `x` (the judge compares them: a random forward shows)."""
+    layer, x = build_layer(module, shape), torch_module().as_tensor(x)
+    return layer(x.clone()), layer(x.clone())
 
 
 def gradients(module, shape, x, affine, dy):
@@ -167,14 +179,15 @@ def parameters(module):
 
 
 def sgd_step(module):
-    """Whether one SGD step over layer.parameters() moves weight and bias."""
+    """weight and bias before and after one SGD step over layer.parameters() (the judge compares them: the learner's
+    file may patch torch's comparisons)."""
     torch = torch_module()
     layer = build_layer(module, 512)
     before = [getattr(layer, name).detach().clone() for name in NAMES]
     optimiser = torch.optim.SGD(layer.parameters(), lr=0.1)
     (layer(torch.randn(4, 512)) * torch.randn(4, 512)).sum().backward()
     optimiser.step()
-    return [not torch.equal(b, getattr(layer, n).detach()) for b, n in zip(before, NAMES, strict=True)]
+    return [(b, getattr(layer, n).detach().clone()) for b, n in zip(before, NAMES, strict=True)]
 
 
 def attributes(module):
@@ -306,19 +319,25 @@ def structure(module):
 
 
 def arrangements(module, kind, seed):
-    """The block's output, and every arrangement of its own ln and ff, on one (3, 5, d_model) input; whether the
-    block wrote into its input; and the gradient of its output with respect to x, the block's and the right one."""
+    """The block's output (twice, on copies of one (3, 5, d_model) input), every arrangement of its own ln and ff on
+    that input, the input before and after the block saw it, and the gradient of the output with respect to x, the
+    block's and the right one. Comparisons are left to the judge: the learner's file may patch torch's."""
     torch = torch_module()
     block, ln, ff = new_block(module, kind, seed)
     x = torch.randn(3, 5, D_MODEL) * 3 + 1  # far from normalised, so ln(x) and x differ a lot
     given = x.clone()
     y = block(given)
-    report = {"y": y, "wrote_into_x": not torch.equal(given, x), "dx": None}
-    if not report["wrote_into_x"] and isinstance(y, torch.Tensor) and y.shape == x.shape:
+    again = block(x.clone())
+    report = {"y": y, "again": again, "x": x, "x_after": given, "dx": None}
+    if isinstance(y, torch.Tensor) and y.shape == x.shape:
         upstream = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
         right = {"pre": lambda v: v + ff(ln(v)), "post": lambda v: ln(v + ff(v))}[kind]
-        report["dx"], report["right_dx"] = (input_gradient(torch, forward, x, upstream) for forward in (block, right))
+        try:
+            report["dx"], report["right_dx"] = (input_gradient(torch, f, x, upstream) for f in (block, right))
+        except RuntimeError as error:  # an in-place write into x: the judge names it from x_after
+            report["dx_error"] = str(error)
     with torch.no_grad():
+        plain = lambda v: torch.nn.functional.layer_norm(v, v.shape[-1:])  # noqa: E731  a LayerNorm without ln's affine
         candidates = {
             "pre": x + ff(ln(x)),
             "post": ln(x + ff(x)),
@@ -330,6 +349,8 @@ def arrangements(module, kind, seed):
             "ln(x) + ff(x)": ln(x) + ff(x),
             "x + ff(x)": x + ff(x),
             "ln(ln(x) + ff(ln(x)))": ln(ln(x) + ff(ln(x))),
+            "x + ff(plain(x))": x + ff(plain(x)),
+            "plain(x + ff(x))": plain(x + ff(x)),
         }
     return {**report, "candidates": candidates}
 
@@ -359,7 +380,8 @@ def with_silent_sublayer(module, kind, seed):
 
 
 def stacks(module):
-    """What build_stack returns for both kinds: container type, entries, whether blocks are distinct."""
+    """What build_stack returns for both kinds: container type, entries, whether blocks are distinct objects, each
+    block's parameters, and what two calls after different seeds give (a build_stack that reseeds shows there)."""
     torch = torch_module()
     report = {}
     for kind in ("pre", "post"):
@@ -377,8 +399,28 @@ def stacks(module):
                 [(m.in_features, m.out_features) for m in block.modules() if isinstance(m, torch.nn.Linear)]
                 for block in modules[:3]
             ]
+            entry["block_weights"] = [_linear_weights(torch, block) for block in modules[:3]]
         report[kind] = entry
+    report["reseeded"] = _after_two_seeds(module, torch)
     return report
+
+
+def _linear_weights(torch, block):
+    """A block's Linear weights, flattened into one tensor (the judge compares blocks with it)."""
+    weights = [m.weight.detach().reshape(-1) for m in block.modules() if isinstance(m, torch.nn.Linear)]
+    return torch.cat(weights) if weights else torch.zeros(0)
+
+
+def _after_two_seeds(module, torch):
+    """For seeds 1 and 2 set before build_stack: its first block's weights and the random state it leaves. Equal
+    weights mean build_stack sets the seed itself; an equal state, that it resets the caller's random numbers."""
+    found = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        stack = module.build_stack("post", 2, D_MODEL, D_FF)
+        first = next(iter(stack), None) if isinstance(stack, torch.nn.Module) else None
+        found.append({"weights": _linear_weights(torch, first) if first is not None else None, "next": torch.rand(4)})
+    return found
 
 
 def as_floats(values):
@@ -394,8 +436,19 @@ def as_floats(values):
         return f"a list of {type(values[0]).__name__}"
 
 
+LOSSES = {  # the experiment's loss, and the ones learners write instead (named by the judge)
+    "mean": lambda out, readout: (out @ readout).mean(),
+    "summed": lambda out, readout: (out @ readout).sum(),
+    "squared": lambda out, readout: ((out @ readout) ** 2).mean(),
+    "output-mean": lambda out, readout: out.mean(),
+    "output-sum": lambda out, readout: out.sum(),
+}
+
+
 def gradient_report(module, kind, seed):
-    """The learner's gradient_norms on a stack built here (twice), and the reference and wrong variants."""
+    """The learner's gradient_norms on a stack built here (twice), and what each block's parameters hold for the
+    experiment's loss and for the losses learners write instead: per parameter, its role and the sizes a norm can be
+    made of. The judge builds the right norms, and the wrong ones it names, from them."""
     torch = torch_module()
     block = {"pre": module.PreLNBlock, "post": module.PostLNBlock}[kind]
     torch.manual_seed(seed)
@@ -406,24 +459,28 @@ def gradient_report(module, kind, seed):
     first = as_floats(module.gradient_norms(stack, x.clone(), readout.clone()))
     second = as_floats(module.gradient_norms(stack, x.clone(), readout.clone()))
 
-    def norms(loss_of, parameters_of):
-        stack.zero_grad()
-        loss_of(stack(x)).backward()
-        return [[p.grad.norm().item() for p in parameters_of(b) if p.grad is not None] for b in stack]
+    def sizes(tensor):
+        flat = tensor.detach().double().reshape(-1)
+        return {"l2": flat.norm().item(), "l1": flat.abs().sum().item(), "max": flat.abs().max().item()}
 
-    mean_loss = lambda out: (out @ readout).mean()  # noqa: E731  the specified loss
-    per_parameter = norms(mean_loss, lambda b: list(b.parameters()))
-    weights_only = norms(mean_loss, lambda b: [m.weight for m in b.modules() if isinstance(m, torch.nn.Linear)])
-    summed = norms(lambda out: (out @ readout).sum(), lambda b: list(b.parameters()))
+    def per_parameter(values_of):
+        return [
+            [
+                {"role": f"{type(owner).__name__}.{name}", "count": p.numel(), **sizes(values_of(p))}
+                for owner in b.modules()
+                for name, p in owner.named_parameters(recurse=False)
+            ]
+            for b in blocks
+        ]
+
+    report = {"first": first, "second": second, "n_blocks": len(blocks), "d_model": D_MODEL, "batch": len(x)}
+    for name, loss in LOSSES.items():
+        stack.zero_grad()
+        loss(stack(x), readout).backward()
+        report[f"grads:{name}"] = per_parameter(lambda p: p.grad if p.grad is not None else torch.zeros_like(p))
+    report["values"] = per_parameter(lambda p: p)
     stack.zero_grad()
-    return {
-        "first": first,
-        "second": second,
-        "per_parameter": per_parameter,
-        "weights_only": weights_only,
-        "summed_loss": summed,
-        "n_blocks": len(blocks),
-    }
+    return report
 
 
 def experiment(module, arguments):

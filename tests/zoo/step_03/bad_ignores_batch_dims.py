@@ -1,4 +1,4 @@
-"""EXPECT: follows batch_dims and dtype :: compiles for inputs shaped
+"""EXPECT: compile_layer_norm honours :: compiles for inputs shaped
 
 Always one batch dim, whatever batch_dims asks for.
 """

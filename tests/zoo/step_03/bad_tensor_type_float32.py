@@ -1,4 +1,4 @@
-"""EXPECT: follows batch_dims and dtype :: compiles for float32 inputs, not bfloat16
+"""EXPECT: compile_layer_norm honours :: compiles for float32 inputs, not bfloat16
 
 The input type is float32 whatever dtype is asked for (right on a CPU by luck).
 """

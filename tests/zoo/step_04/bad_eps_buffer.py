@@ -1,4 +1,4 @@
-"""EXPECT: state_dict :: nn.LayerNorm's are ['bias', 'weight']
+"""EXPECT: stored as a tuple and eps as given :: registered as a buffer
 
 eps registered as a buffer: an extra state_dict key.
 """

@@ -1,4 +1,4 @@
-"""EXPECT: does not use nn.LayerNorm :: nn.LayerNorm was called
+"""EXPECT: does not use nn.LayerNorm :: holds an nn.LayerNorm
 
 Wraps the built-in module.
 """

@@ -1,4 +1,4 @@
-"""EXPECT: PreLNBlock computes :: differs from the float64 oracle
+"""EXPECT: PreLNBlock computes :: output is 2 times x + ff(ln(x))
 
 Prints 5 MB per call, then returns a wrong result.
 """

@@ -1,4 +1,4 @@
-"""EXPECT: Post-LN at initialisation :: mostly rising
+"""EXPECT: Post-LN at initialisation :: Not run
 
 Swapped placements: the experiment shows the opposite trend.
 """

@@ -1,0 +1,40 @@
+"""EXPECT: float16 and bfloat16 :: the variance cancels
+
+Variance as E[x^2] - E[x]^2 in the input precision: it cancels on float32 rows far from zero.
+"""
+import torch
+from torch import nn
+
+
+class LayerNorm(nn.Module):
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):
+        super().__init__()
+        if isinstance(normalized_shape, int):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(normalized_shape)
+        self.eps = eps
+        if elementwise_affine:
+            self.weight = nn.Parameter(torch.ones(self.normalized_shape))
+            self.bias = nn.Parameter(torch.zeros(self.normalized_shape)) if bias else None
+        else:
+            self.weight = self.bias = None
+
+    def _check(self, x):
+        shape = self.normalized_shape
+        if tuple(x.shape[x.dim() - len(shape):]) != shape:
+            raise ValueError(f"expected input with shape [*, {', '.join(map(str, shape))}], got {list(x.shape)}")
+
+    def _affine(self, y):
+        if self.weight is not None:
+            y = y * self.weight
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+    def forward(self, x):
+        self._check(x)
+        h = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        dims = tuple(range(-len(self.normalized_shape), 0))
+        mean = h.mean(dim=dims, keepdim=True)
+        var = (h * h).mean(dim=dims, keepdim=True) - mean * mean
+        return self._affine((h - mean) / torch.sqrt(var + self.eps)).to(x.dtype)
