@@ -125,6 +125,7 @@ def edit_to_verdict(timeout: float = 600.0) -> dict:
         _edit(fresh, KERNEL_EDITS[2])
         found["new-folder"] = _check_folder(fresh, [], timeout)
         found["edit-quick"]["warmed_first"] = round(warmed["seconds"], 1)
+        found["edit-quick"]["empty_build_seconds"] = _empty_build_seconds(mojo_binary(), scratch)
         return found
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -150,6 +151,16 @@ def _edit(folder: Path, change: tuple[str, str]) -> None:
 def _precompile_seconds(mojo: Path, folder: Path, scratch: Path) -> float:
     started = time.perf_counter()
     subprocess.run([str(mojo), "precompile", str(folder), "-o", str(scratch / "kernels.mojoc")], capture_output=True)
+    return time.perf_counter() - started
+
+
+def _empty_build_seconds(mojo: Path, scratch: Path) -> float:
+    """`mojo build` of a program that does nothing: what any executable costs to build here, the floor of the
+    checker's own build of the kernel."""
+    source = scratch / "empty.mojo"
+    source.write_text("def main():\n    pass\n")
+    started = time.perf_counter()
+    subprocess.run([str(mojo), "build", str(source), "-o", str(scratch / "empty")], capture_output=True)
     return time.perf_counter() - started
 
 

@@ -296,13 +296,27 @@ def why_missed(target: dict, results: dict) -> str:
         step, cache = target["id"].split("-", 2)[1].removeprefix("s"), target["id"].split("-", 2)[2]
         row = next((r for r in results.get("checker", []) if r["step"] == step and r["cache"] == cache), {})
         if cache in EDIT_WORDS and row.get("parts"):
-            slowest = max(row["parts"].items(), key=lambda item: item[1])
-            reason = (
-                f"the checker took {row['seconds']:.1f} s, `mojo precompile` "
-                f"{row.get('precompile_seconds') or 0:.1f} s; "
-                f"the longest part was “{slowest[0][:60]}” ({slowest[1]:.1f} s), and "
-                f"{row['seconds'] - row.get('in_checks', 0):.1f} s passed outside the checks"
+            parts = row["parts"]
+            build = next(
+                (seconds for name, seconds in parts.items() if name.startswith("the Mojo package compiles")), 0
             )
+            graph = next((seconds for name, seconds in parts.items() if name.startswith("compiled Module")), 0)
+            reason = (
+                f"the checker took {row['seconds']:.1f} s, `mojo precompile` of the same folder "
+                f"{row.get('precompile_seconds') or 0:.1f} s. The checker's own build of the kernel (`mojo build` of "
+                f"its harness, an executable, where precompile only checks and packages the source) took {build:.1f} s"
+            )
+            empty = next(
+                (r.get("empty_build_seconds") for r in results.get("checker", []) if r.get("empty_build_seconds")), None
+            )
+            if empty:
+                reason += f"; `mojo build` of an empty program took {empty:.1f} s in the same run"
+            if graph:
+                reason += (
+                    f"; MAX compiling the custom op's graph for the compiled Module's check took {graph:.1f} s of it, "
+                    "a compile the checker waits for and MAX repeats after every edit of the kernel"
+                )
+            reason += f"; {row['seconds'] - row.get('in_checks', 0):.1f} s passed outside the checks"
         elif step in ("03", "06") and row.get("slowest"):
             reason = "most of the wait is in " + " and ".join(
                 f"“{check['name'][:60]}” ({check['seconds']:.1f} s)" for check in row["slowest"]
