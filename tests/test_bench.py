@@ -300,3 +300,22 @@ def test_cold_cache_variable_is_the_one_max_reads(tmp_path):
     env = dict(os.environ, **{MAX_CACHE_ENV: str(tmp_path)})
     printed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert Path(printed.stdout.strip()).is_relative_to(tmp_path)
+
+
+def test_step_06_edit_targets_are_ratios_to_the_compilers_time_and_their_misses_say_where_it_went():
+    quick = {"step": "06", "cache": "edit-quick", "seconds": 9.0, "precompile_seconds": 2.0, "ratio": 4.5}
+    full = {
+        "step": "06",
+        "cache": "edit-full",
+        "seconds": 40.0,
+        "precompile_seconds": 2.0,
+        "ratio": 20.0,
+        "in_checks": 38.0,
+        "parts": {"the Mojo package compiles (layer_norm.mojo)": 8.0, "compiled Module with a symbolic batch": 28.0},
+    }
+    targets = _synthetic([("torch-native", "forward", 1.0)], checker=[quick, full])["targets"]
+    assert (targets["checker-s06-edit-quick"]["measured"], targets["checker-s06-edit-quick"]["status"]) == (4.5, "met")
+    missed = targets["checker-s06-edit-full"]
+    assert (missed["measured"], missed["status"], missed["unit"]) == (20.0, "missed", "time ratio")
+    assert "took 8.0 s" in missed["why"] and "graph for the compiled Module's check took 28.0 s" in missed["why"]
+    assert targets["checker-s06-new-folder"]["status"] == "not measured"
