@@ -61,3 +61,40 @@ def file_pairs(skeleton: Path, solution: Path):
     for reference in sorted(p for p in solution.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         relative = reference.relative_to(solution)
         yield skeleton / relative.with_name(relative.name.replace("solution_", "step_")), reference
+
+
+def code(line: str) -> str:
+    """A line without its trailing comment (the files compared here put no `#` inside strings)."""
+    return line.split("#", 1)[0].strip() if not line.lstrip().startswith(("#", '"""')) else ""
+
+
+def literal_problems(skeleton: Path, solution: Path, root: Path | None = None) -> list[str]:
+    """What keeps `skeleton` from being `solution` minus its TODO blocks, one line each (none: it is).
+
+    The rules: every TODO block has its ANCHOR in the solution; outside those blocks the two files are
+    identical, line for line; inside one, a line is a comment, a placeholder, or a line of the solution's
+    block (solving a block only adds code). `root`: paths in the messages are relative to it."""
+    name, reference = (str(p.relative_to(root)) if root else p.name for p in (skeleton, solution))
+    mine, theirs = skeleton.read_text(encoding="utf-8"), solution.read_text(encoding="utf-8")
+    todo, anchors = blocks(mine), blocks(theirs, SOLUTION)
+    missing = sorted(todo.keys() - anchors)
+    problems = [f"{name}: TODO block `{block}` has no ANCHOR `{block}` in {reference}" for block in missing]
+    if problems:  # the lines outside would differ too: the missing anchor is the news
+        return problems
+    kept, wanted = outside(mine, todo), outside(theirs, todo, SOLUTION)
+    if kept != wanted:
+        first = next(
+            (i for i, (a, b) in enumerate(zip(kept, wanted, strict=False)) if a != b), min(len(kept), len(wanted))
+        )
+        line, theirs_line = (lines[first].strip() if first < len(lines) else "(the end)" for lines in (kept, wanted))
+        problems.append(
+            f"{name}: differs from {reference} outside its TODO blocks: {line!r} where the solution has {theirs_line!r}"
+        )
+    for block, lines in todo.items():
+        given = {code(line) for line in anchors.get(block, [])}
+        problems += [
+            f"{name}, block `{block}`: {line.strip()!r} is neither a placeholder nor in the solution's block"
+            for line in lines
+            if code(line) and not is_placeholder(line) and code(line) not in given
+        ]
+    return problems
