@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import tests.check.step_06 as step_06
+import tests.check.step_06.checklist as step_06
 from bench import gpu_ptx, gpu_smoke
 from tests.check.blocks import blocks
 from tests.check.cli import parse_check_arguments

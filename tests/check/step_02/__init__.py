@@ -1,0 +1,1 @@
+"""Step 02 (LayerNorm backward in NumPy), its checks in one place: `checklist`."""

@@ -1,0 +1,1 @@
+"""Step 05 (Pre-LN vs Post-LN), its checks in one place: `checklist`."""
