@@ -10,7 +10,6 @@ Judge side (plain data in, verdicts out):
   `known_mistake`: the name `expect_close` would give a wrong output, or None.
 - `forward_mistakes`, `gradient_mistakes`, `parameter_gradient_mistakes`, `Mistake`: the catalogue of classic
   wrong LayerNorms.
-- `backward`: naming what a hand-written backward gets wrong, term by term (step 02).
 - `max_module`: judging a MAX LayerNorm module (step 03): the run's dtype and tolerances, its forward, its graph.
 - `torch_module`: judging a PyTorch LayerNorm module (step 04): PyTorch's fixes, forward, gradients, state_dict.
 - `transformer`: judging step 05's blocks (LayerNorm placement, the residual) and its experiment, and its figure.
@@ -22,7 +21,6 @@ Learner side (probes, run in the learner's process through `learner.probe`):
 
 from tests.check.engine import NOT_IMPORTED, REPO_ROOT, Checklist, Fail, Learner, explain
 from tests.check.kit import (
-    backward,
     kernel_harness,
     kernels,
     max_module,
