@@ -109,7 +109,7 @@ def edit_to_verdict(timeout: float = 600.0) -> dict:
     The copy is checked in full first (its graphs and kernel built, as a learner's are before they edit), then
     edited; each phase times `mojo precompile` of the edited folder, then the checker on it.
     """
-    from tests.check.kit.kernel_harness import mojo_binary
+    from tests.check.step_06.kernel_harness import mojo_binary
 
     scratch = Path(tempfile.mkdtemp(prefix="layernorm-bench-edit-"))
     try:

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from tests.check.engine import REPO_ROOT, Fail
-from tests.check.kit import kernel_harness, layernorm, random_case
-from tests.check.kit.kernels import compiler_message, judge_call, kernel_output
+from tests.check.kit import layernorm, random_case
+from tests.check.step_06 import kernel_harness
+from tests.check.step_06.judging import compiler_message, judge_call, kernel_output
 from tests.zoo_helpers import ZOO, assemble, cli_json
 
 SKELETON = REPO_ROOT / "steps" / "step_06"

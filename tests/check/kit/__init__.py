@@ -10,20 +10,14 @@ Judge side (plain data in, verdicts out):
   `known_mistake`: the name `expect_close` would give a wrong output, or None.
 - `forward_mistakes`, `gradient_mistakes`, `parameter_gradient_mistakes`, `Mistake`: the catalogue of classic
   wrong LayerNorms.
-- `max_module`: judging a MAX LayerNorm module (step 03): the run's dtype and tolerances, its forward, its graph.
 - `torch_module`: judging a PyTorch LayerNorm module (step 04): PyTorch's fixes, forward, gradients, state_dict.
 - `transformer`: judging step 05's blocks (LayerNorm placement, the residual) and its experiment, and its figure.
-- `kernels`: judging a LayerNorm kernel's output (step 06): where it is wrong, and the kernel probes' failures;
-  `kernel_harness` builds and calls the CPU kernel directly, on guarded buffers, within a time budget.
 Learner side (probes, run in the learner's process through `learner.probe`):
 - `numpy_side`, `torch_side`, `max_side`: the adapters and probes of each framework's steps.
 """
 
 from tests.check.engine import NOT_IMPORTED, REPO_ROOT, Checklist, Fail, Learner, explain
 from tests.check.kit import (
-    kernel_harness,
-    kernels,
-    max_module,
     max_side,
     numpy_side,
     torch_module,

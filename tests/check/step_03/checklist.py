@@ -1,7 +1,7 @@
 """Step 03 checklist: LayerNorm as a Modular MAX module.
 
 The worked example's twelve lines come first, each verified by running the learner's code; then 2-D/3-D inputs,
-the from-scratch composition and the compiled graph (judged in `kit/max_module.py`). Every check reuses one feature
+the from-scratch composition and the compiled graph (judged in `judging.py`). Every check reuses one feature
 size and float32: MAX compiles a kernel the first time it meets an op (about 12 s each on a small machine), so the
 eager kernels a LayerNorm meets are compiled together, once, while a second process compiles the learner's graph.
 """
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.check.kit import Checklist, Fail, expect_close, forward_mistakes, layernorm, max_side
-from tests.check.kit.max_module import (
+from tests.check.kit import Checklist, Fail, expect_close, forward_mistakes, layernorm
+from tests.check.step_03 import probes
+from tests.check.step_03.judging import (
     DIM,
     add_device_and_dtype_options,
     compile_arguments_honoured,
@@ -68,7 +69,7 @@ checklist = Checklist(
         "max.experimental.tensor",
         "max.experimental.nn",
         "max.experimental.functional",
-        "tests.check.kit.max_side",
+        probes.__name__,
     ),
     import_timeout=180.0,
     default_timeout=60.0,
@@ -76,14 +77,14 @@ checklist = Checklist(
     add_arguments=add_device_and_dtype_options,
     notes=version_notes,
     after=where_it_ran,
-    import_hints={"module_v3": max_side.MODULE_HINT},
+    import_hints={"module_v3": probes.MODULE_HINT},
 )
 
 
 # -- the worked example's twelve lines ------------------------------------------------------------
 @checklist.check("functional module is correctly imported as F from max.experimental")
 def functional_imported(learner):
-    found = learner.probe(max_side.imports, during="reading your imports")
+    found = learner.probe(probes.imports, during="reading your imports")
     if found["functional"]:
         return "as F" if "F" in found["functional"] else f"as {found['functional'][0]}; the tutorial calls it F"
     if found["layer_norm"]:
@@ -96,7 +97,7 @@ def functional_imported(learner):
 
 @checklist.check("Tensor is correctly imported from max.experimental.tensor")
 def tensor_imported(learner):
-    found = learner.probe(max_side.imports, during="reading your imports")
+    found = learner.probe(probes.imports, during="reading your imports")
     if found["tensor"]:
         return "" if "Tensor" in found["tensor"] else f"as {found['tensor'][0]}"
     if found["tensor_module"]:
@@ -109,7 +110,7 @@ def tensor_imported(learner):
 
 @checklist.check("LayerNorm class exists (a max.experimental.nn Module with a forward method)")
 def class_exists(learner):
-    return learner.probe(max_side.class_report, during="looking at your LayerNorm class")
+    return learner.probe(probes.class_report, during="looking at your LayerNorm class")
 
 
 @checklist.check("Tensor.ones is used for weight initialization (weight starts as all ones)", timeout=EAGER_TIMEOUT)

@@ -2,7 +2,7 @@
 
 Judge side: the kernel's catalogued mistakes, the positional patterns of a wrong output (rows, the SIMD tail, a
 GPU block's sweep, rows past the grid), the Mojo compiler's messages, and `run_kernel`, which runs a kernel probe
-(`max_side.compiled_kernel`, ...) in the learner's process and turns a kernel's failures into hints.
+(`probes.compiled_kernel`, ...) in the learner's process and turns a kernel's failures into hints.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from tests.check.engine import REPO_ROOT, Fail
-from tests.check.kit import kernel_harness, max_side
 from tests.check.kit.judging import Mistake, expect_array, expect_close, judge_large_mean, layernorm, random_case
 from tests.check.kit.mistakes import forward_mistakes
 from tests.check.sandbox import LearnerError
+from tests.check.step_06 import kernel_harness, probes
 from tests.check.wire import TensorRecord
 
 KERNEL_FILE = "layer_norm.mojo"
@@ -615,7 +615,7 @@ def compiled_run(learner):
         try:
             outputs, _ = run_kernel(
                 learner,
-                max_side.compiled_kernel,
+                probes.compiled_kernel,
                 SPEED_SHAPE[1],
                 gamma,
                 beta,
@@ -670,7 +670,7 @@ def gpu_run(learner, x, gamma, beta, eps):
     n, d = x.shape
     record = run_kernel(
         learner,
-        max_side.eager_on_gpu,
+        probes.eager_on_gpu,
         getattr(learner.options, "device", "auto"),
         x,
         gamma,
@@ -777,7 +777,7 @@ def speed_note(learner, shape, eps) -> list[str]:
     timings says when it was too busy for the ratio to mean much.
     """
     try:
-        times = learner.probe(max_side.speed, *shape, 25, eps, during="timing compiled graphs")
+        times = learner.probe(probes.speed, *shape, 25, eps, during="timing compiled graphs")
     except (Fail, LearnerError) as error:
         return [f"Speed: not measured ({error})."]
     ratio = times["yours"]["median"] / times["builtin"]["median"]
