@@ -213,3 +213,42 @@ def test_no_step_package_imports_another():
         if imported == other or imported.startswith(other + ".")
     ]
     assert crossings == []
+
+
+KIT = "tests.check.kit"
+
+
+def kit_users() -> dict[str, set[str]]:
+    """kit module -> the steps whose package imports it, or a name the kit's __init__ re-exports from it."""
+    modules = {f"{KIT}.{path.stem}" for path in (CHECKER / "kit").glob("*.py") if path.stem != "__init__"}
+    reexported = {  # name -> the kit module it comes from
+        alias.asname or alias.name: node.module
+        for node in ast.parse((CHECKER / "kit" / "__init__.py").read_text(encoding="utf-8")).body
+        if isinstance(node, ast.ImportFrom) and node.module in modules
+        for alias in node.names
+    }
+    users = {module: set() for module in modules}
+    for step in step_packages():
+        for path in (CHECKER / f"step_{step}").glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.module == KIT:
+                    names = [alias.name for alias in node.names]
+                    used = {f"{KIT}.{name}" if f"{KIT}.{name}" in modules else reexported.get(name) for name in names}
+                elif isinstance(node, ast.ImportFrom):
+                    used = {node.module}
+                elif isinstance(node, ast.Import):
+                    used = {alias.name for alias in node.names}
+                else:
+                    continue
+                for module in used & modules:
+                    users[module].add(step)
+    return users
+
+
+def test_the_kit_holds_only_what_steps_share():
+    """What one step alone uses lives in its package (tests/check/step_NN/), not in the kit. The kit's only
+    infrastructure is its __init__, the vocabulary every checklist imports; each of its modules has two step users."""
+    users = kit_users()
+    assert "tests.check.kit.judging" in users and len(users["tests.check.kit.judging"]) > 2  # the scan sees imports
+    lonely = {module: sorted(steps) for module, steps in users.items() if len(steps) < 2}
+    assert lonely == {}, f"kit modules with fewer than two step users (move each into its step's package): {lonely}"

@@ -1,4 +1,5 @@
-"""The vocabulary of a checklist: a step's checklist imports from this package only.
+"""The vocabulary of the checklists: what two or more steps use. What one step alone uses (its judging, its
+probes) lives in that step's package, tests/check/step_NN/, which imports from here and from no other step.
 
 Judge side (plain data in, verdicts out):
 - `Checklist`, `Fail`: declare checks; a `Fail` is the ❌ and its hint (`blocks=` stops later checks;
@@ -10,19 +11,18 @@ Judge side (plain data in, verdicts out):
   `known_mistake`: the name `expect_close` would give a wrong output, or None.
 - `forward_mistakes`, `gradient_mistakes`, `parameter_gradient_mistakes`, `Mistake`: the catalogue of classic
   wrong LayerNorms.
-- `torch_module`: judging a PyTorch LayerNorm module (step 04): PyTorch's fixes, forward, gradients, state_dict.
-- `transformer`: judging step 05's blocks (LayerNorm placement, the residual) and its experiment, and its figure.
-Learner side (probes, run in the learner's process through `learner.probe`):
-- `numpy_side`, `torch_side`, `max_side`: the adapters and probes of each framework's steps.
+- `numpy_side` (steps 01 and 02): the fixes in NumPy's words, a NumPy forward judged, the "NumPy only" and
+  "no loop over rows" rules.
+Learner side (run in the learner's process, by a step's probes or through `learner.probe`):
+- `max_side` (03 and 06): MAX made ready, and the device, tensor and dtype adapters; `torch_side` (04 and 05):
+  torch on one thread. A step's own probes import their framework through these.
 """
 
 from tests.check.engine import NOT_IMPORTED, REPO_ROOT, Checklist, Fail, Learner, explain
 from tests.check.kit import (
     max_side,
     numpy_side,
-    torch_module,
     torch_side,
-    transformer,
 )
 from tests.check.kit.judging import (
     Mistake,
