@@ -10,7 +10,7 @@ Judge side (plain data in, verdicts out):
   `relative_error`, `error_hints`, `judge_large_mean`: validators whose failures say what is wrong;
   `known_mistake`: the name `expect_close` would give a wrong output, or None.
 - `forward_mistakes`, `gradient_mistakes`, `parameter_gradient_mistakes`, `Mistake`: the catalogue of classic
-  wrong LayerNorms.
+  wrong LayerNorms; a step's fixes for them are keyed by `MistakeKey` (`NO_FIX` where the hint says it all).
 - `numpy_side` (steps 01 and 02): the fixes in NumPy's words, a NumPy forward judged, the "NumPy only" and
   "no loop over rows" rules.
 Learner side (run in the learner's process, by a step's probes or through `learner.probe`):
@@ -41,7 +41,13 @@ from tests.check.kit.judging import (
     type_name,
     upstream_gradient,
 )
-from tests.check.kit.mistakes import forward_mistakes, gradient_mistakes, parameter_gradient_mistakes
+from tests.check.kit.mistakes import (
+    NO_FIX,
+    MistakeKey,
+    forward_mistakes,
+    gradient_mistakes,
+    parameter_gradient_mistakes,
+)
 from tests.check.kit.numpy_side import (
     NUMPY_FIXES,
     expect_vectorised,

@@ -18,40 +18,40 @@ from tests.check.kit.judging import (
     random_case,
     upstream_gradient,
 )
-from tests.check.kit.mistakes import axes_mistakes, forward_mistakes, gradient_mistakes
+from tests.check.kit.mistakes import NO_FIX, MistakeKey, axes_mistakes, forward_mistakes, gradient_mistakes
 from tests.check.sandbox import LearnerError
 from tests.check.step_04 import probes
 
 NAMES = probes.NAMES
 FIXES = {  # the catalogued mistakes, and how to fix each in PyTorch
-    "eps-ignored": "store it (self.eps = eps) and use self.eps",
-    "no-eps": "use torch.sqrt(var + self.eps)",
-    "last-dim-only": "dim=tuple(range(-len(self.normalized_shape), 0))",
-    "unbiased": "torch.var and torch.std default to D-1; use x.var(dim, keepdim=True, unbiased=False) (or "
+    MistakeKey.EPS_IGNORED: "store it (self.eps = eps) and use self.eps",
+    MistakeKey.NO_EPS: "use torch.sqrt(var + self.eps)",
+    MistakeKey.LAST_DIM_ONLY: "dim=tuple(range(-len(self.normalized_shape), 0))",
+    MistakeKey.UNBIASED: "torch.var and torch.std default to D-1; use x.var(dim, keepdim=True, unbiased=False) (or "
     "correction=0), or ((x - mean)**2).mean(dim)",
-    "unbiased-eps-outside": "use (x - mean) / torch.sqrt(var + eps) with the biased var",
-    "eps-outside": "use (x - mean) / torch.sqrt(var + eps) (or * torch.rsqrt(var + eps)), not / (std + eps)",
-    "batch-axis": "LayerNorm normalises each position over its own trailing normalized_shape dims",
-    "whole": "reduce over the trailing normalized_shape dims only, with keepdim=True",
-    "no-affine": "return x_hat * self.weight + self.bias",
-    "beta-first": "compute x_hat * weight + bias",
-    "swapped": "",
-    "by-variance": "use torch.sqrt(var + eps)",
-    "not-centred": "x_hat = (x - mean) / sqrt(var + eps)",
-    "times-std": "divide by torch.sqrt(var + eps), or multiply by torch.rsqrt(var + eps)",
-    "uncentred-variance": "var = ((x - mean) ** 2).mean(dims, keepdim=True)",
-    "affine-first": "y = (x - mean) / torch.sqrt(var + eps) * weight + bias",
-    "eps-after-division": "(x - mean) / torch.sqrt(var + self.eps)",
-    "affine-twice": "apply weight and bias once",
+    MistakeKey.UNBIASED_EPS_OUTSIDE: "use (x - mean) / torch.sqrt(var + eps) with the biased var",
+    MistakeKey.EPS_OUTSIDE: "use (x - mean) / torch.sqrt(var + eps) (or * torch.rsqrt(var + eps)), not / (std + eps)",
+    MistakeKey.BATCH_AXIS: "LayerNorm normalises each position over its own trailing normalized_shape dims",
+    MistakeKey.WHOLE: "reduce over the trailing normalized_shape dims only, with keepdim=True",
+    MistakeKey.NO_AFFINE: "return x_hat * self.weight + self.bias",
+    MistakeKey.BETA_FIRST: "compute x_hat * weight + bias",
+    MistakeKey.SWAPPED: NO_FIX,
+    MistakeKey.BY_VARIANCE: "use torch.sqrt(var + eps)",
+    MistakeKey.NOT_CENTRED: "x_hat = (x - mean) / sqrt(var + eps)",
+    MistakeKey.TIMES_STD: "divide by torch.sqrt(var + eps), or multiply by torch.rsqrt(var + eps)",
+    MistakeKey.UNCENTRED_VARIANCE: "var = ((x - mean) ** 2).mean(dims, keepdim=True)",
+    MistakeKey.AFFINE_FIRST: "y = (x - mean) / torch.sqrt(var + eps) * weight + bias",
+    MistakeKey.EPS_AFTER_DIVISION: "(x - mean) / torch.sqrt(var + self.eps)",
+    MistakeKey.AFFINE_TWICE: "apply weight and bias once",
 }
 CUT = (
     "the {} cut from the graph (.detach(), .item(), .data or torch.no_grad()), so autograd misses that gradient. "
     "Compute the statistics with ordinary torch operations on x"
 )
 DX_FIXES = {
-    "no-mean-path": CUT.format("mean is"),
-    "no-variance-path": CUT.format("variance is"),
-    "constant-statistics": CUT.format("mean and the variance are"),
+    MistakeKey.NO_MEAN_PATH: CUT.format("mean is"),
+    MistakeKey.NO_VARIANCE_PATH: CUT.format("variance is"),
+    MistakeKey.CONSTANT_STATISTICS: CUT.format("mean and the variance are"),
 }
 FORWARD_ERRORS = {
     "Can't call numpy() on Tensor that requires grad": (

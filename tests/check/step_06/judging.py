@@ -17,7 +17,7 @@ import numpy as np
 
 from tests.check.engine import REPO_ROOT, Fail
 from tests.check.kit.judging import Mistake, expect_array, expect_close, judge_large_mean, layernorm, random_case
-from tests.check.kit.mistakes import forward_mistakes
+from tests.check.kit.mistakes import NO_FIX, MistakeKey, forward_mistakes
 from tests.check.sandbox import LearnerError
 from tests.check.step_06 import kernel_harness, probes
 from tests.check.wire import TensorRecord
@@ -33,17 +33,19 @@ TODO_GPU = "the GPU path of the fast kernel is still a TODO (see above)."
 # than blocks), and mistakes tied to them are named.
 GPU_BLOCK, GPU_VEC, GPU_MAX_GRID = 256, 4, 65536
 FIXES = {  # the catalogued mistakes of a kernel, and how to fix each in Mojo
-    "eps-ignored": "use the struct's parameter, `Self.epsilon`, in rstd = 1 / sqrt(var + Self.epsilon)",
-    "no-eps": "rstd = 1 / sqrt(var + Self.epsilon)",
-    "unbiased": "divide the sum of squares by width",
-    "eps-outside": "rstd = 1 / sqrt(var + Self.epsilon)",
-    "swapped": "",
-    "no-affine": "y = xhat * gamma + beta",
-    "not-centred": "xhat = (x - mean) * rstd",
-    "times-std": "rstd = 1 / sqrt(var + Self.epsilon)",
-    "rows-shifted-down": "row r must read and write at offset r * width (check the unsafe_offset lines)",
-    "rows-shifted-up": "row r must read and write at offset r * width (check the unsafe_offset lines)",
-    "row-zero": "the row index is not used where x and y are read and written (x_ptr.unsafe_offset(row * width))",
+    MistakeKey.EPS_IGNORED: "use the struct's parameter, `Self.epsilon`, in rstd = 1 / sqrt(var + Self.epsilon)",
+    MistakeKey.NO_EPS: "rstd = 1 / sqrt(var + Self.epsilon)",
+    MistakeKey.UNBIASED: "divide the sum of squares by width",
+    MistakeKey.EPS_OUTSIDE: "rstd = 1 / sqrt(var + Self.epsilon)",
+    MistakeKey.SWAPPED: NO_FIX,
+    MistakeKey.NO_AFFINE: "y = xhat * gamma + beta",
+    MistakeKey.NOT_CENTRED: "xhat = (x - mean) * rstd",
+    MistakeKey.TIMES_STD: "rstd = 1 / sqrt(var + Self.epsilon)",
+    MistakeKey.ROWS_SHIFTED_DOWN: "row r must read and write at offset r * width (check the unsafe_offset lines)",
+    MistakeKey.ROWS_SHIFTED_UP: "row r must read and write at offset r * width (check the unsafe_offset lines)",
+    MistakeKey.ROW_ZERO: (
+        "the row index is not used where x and y are read and written (x_ptr.unsafe_offset(row * width))"
+    ),
 }
 
 
