@@ -26,6 +26,7 @@ import uuid
 from pathlib import Path
 
 from tests.check import REPO_ROOT
+from tests.check.engine import checklist_file
 
 MAX_CACHE_ENV = "MODULAR_DERIVED_PATH"  # read by MAX's config as `derived_path`; the cache is <it>/cache
 WARM_REPEATS = 2
@@ -59,14 +60,14 @@ def _run_checker(step: str, env: dict, timeout: float) -> dict:
 
 def measure_step(step: str, *, timeout: float = 600.0) -> list[dict]:
     """Rows {"step", "cache": "cold"|"warm", "seconds", "passed", ...} for one step's checker."""
-    if not (REPO_ROOT / "tests" / "check" / f"step_{step}.py").exists():
+    if not checklist_file(step).exists():
         return [
             {
                 "step": step,
                 "cache": cache,
                 "seconds": None,
                 "passed": None,
-                "skipped": f"tests/check/step_{step}.py does not exist yet",
+                "skipped": f"{checklist_file(step).relative_to(REPO_ROOT)} does not exist yet",
             }
             for cache in ("cold", "warm")
         ]
@@ -108,7 +109,7 @@ def edit_to_verdict(timeout: float = 600.0) -> dict:
     The copy is checked in full first (its graphs and kernel built, as a learner's are before they edit), then
     edited; each phase times `mojo precompile` of the edited folder, then the checker on it.
     """
-    from tests.check.kit.kernel_harness import mojo_binary
+    from tests.check.step_06.kernel_harness import mojo_binary
 
     scratch = Path(tempfile.mkdtemp(prefix="layernorm-bench-edit-"))
     try:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from bench import checker_latency, impls, measure, report
 from tests.check import REPO_ROOT
+from tests.check.engine import checklist_file
 
 SHAPES = {
     "full": [(4096, 768), (8192, 1024), (16384, 4096)],  # GPT-2 small; 32 MiB arrays; 256 MiB, beyond the LLC
@@ -111,7 +112,7 @@ def passing_steps(steps: list[str]) -> dict[str, str]:
     """step -> "passes" or why not, for each steps/step_NN.py, judged by the checker itself."""
     verdicts = {}
     for step in steps:
-        has_checklist = (REPO_ROOT / "tests" / "check" / f"step_{step}.py").exists()
+        has_checklist = checklist_file(step).exists()
         if not list((REPO_ROOT / "steps").glob(f"step_{step}*")) or not has_checklist:
             verdicts[step] = "does not exist, or has no checklist"
             continue

@@ -105,7 +105,7 @@ def steps_to_grade(assignment: str, checkout: Path) -> list[str]:
     """[the step] for a slug ending in a step's number (`layernorm-step-03`, `step3`), [] (every step) otherwise."""
     number = re.search(r"(\d+)$", assignment)
     step = f"{int(number.group(1)):02d}" if number else None
-    if step and (checkout / "tests" / "check" / f"step_{step}.py").is_file():
+    if step and (checkout / "tests" / "check" / f"step_{step}" / "checklist.py").is_file():
         print(f"autograder: grading step {step} (the assignment {assignment!r} ends in its number)")
         return [step]
     print(f"autograder: grading every step (the assignment {assignment!r} does not end in a step's number)")

@@ -8,7 +8,7 @@ and reads the book back on stdout. It changes each chapter's Markdown:
 - Every page gets a link to its other-language counterpart: `x.md` <-> `vi/x.md`. English pages
   without a Vietnamese version link to the Vietnamese introduction, and back.
 - Vietnamese pages are wrapped in `<div lang="vi">` (browsers pick fonts and hyphenation by it).
-- `{{#checklist NN}}` becomes the list of check names of `tests/check/step_NN.py`, as the checker
+- `{{#checklist NN}}` becomes the list of check names of `tests/check/step_NN/checklist.py`, as the checker
   loads them, so a page never lists checks that the checker does not run.
 
 A formula that mathtext cannot draw, or an unknown step, stops the build with the page's name.
@@ -138,7 +138,7 @@ def check_names(repo: Path, step: str) -> list[str]:
     from tests.check.engine import available_steps, load_checklist
 
     if step not in available_steps():
-        raise PageError(f"{{{{#checklist {step}}}}}: there is no tests/check/step_{step}.py")
+        raise PageError(f"{{{{#checklist {step}}}}}: there is no tests/check/step_{step}/")
     return [check.name for check in load_checklist(step).checks]
 
 

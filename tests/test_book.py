@@ -21,7 +21,7 @@ import pytest
 from docs import build as book_build
 from docs import preprocess
 from tests.check import blocks
-from tests.check.engine import REPO_ROOT, available_steps, load_checklist
+from tests.check.engine import REPO_ROOT, available_steps, checklist_file, load_checklist
 
 SOURCE = REPO_ROOT / "docs" / "src"
 
@@ -190,8 +190,8 @@ def test_no_page_pastes_solution_or_skeleton_code():
 
 
 def checklist_strings(step: str) -> str:
-    """Every string the step's checklist can print: its own and those of the kit it builds hints from."""
-    files = [REPO_ROOT / "tests" / "check" / f"step_{step}.py", *(REPO_ROOT / "tests" / "check" / "kit").glob("*.py")]
+    """Every string the step's checks can print: its package's own and those of the kit it builds hints from."""
+    files = [*checklist_file(step).parent.glob("*.py"), *(REPO_ROOT / "tests" / "check" / "kit").glob("*.py")]
     trees = [ast.parse(path.read_text(encoding="utf-8")) for path in files]
     return "\n".join(
         node.value
@@ -212,7 +212,7 @@ def test_quoted_hints_are_the_checkers_words(step):
         for quote in quoted
         if not all(part.strip() in strings for part in re.split(r"…|\.\.\.", quote) if part.strip())
     ]
-    assert not unknown, f"step_{step}.md quotes hints that tests/check/step_{step}.py does not print: {unknown}"
+    assert not unknown, f"step_{step}.md quotes hints that tests/check/step_{step}/ does not print: {unknown}"
 
 
 def test_generated_check_lists_match_the_checker(built):

@@ -140,7 +140,7 @@ def test_the_problem_matcher_finds_each_failure_with_a_line_in_real_reports(tmp_
 
 
 def test_the_problem_matcher_takes_a_mojo_compile_error_with_its_column(tmp_path):
-    from tests.check.kit.kernels import compiler_message
+    from tests.check.step_06.judging import compiler_message
 
     kernel = REPO_ROOT / "steps" / "step_06" / "layer_norm.mojo"
     compiler_output = f"{kernel}:12:5: error: use of unknown declaration 'rowz'\n    rowz += 1\n    ^\n"

@@ -21,16 +21,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import tests.check.step_06 as step_06
+import tests.check.step_06.checklist as step_06
 from bench import gpu_ptx, gpu_smoke
 from tests.check.blocks import blocks
 from tests.check.cli import parse_check_arguments
 from tests.check.engine import REPO_ROOT, Checklist, Fail, run_checklist, skip_reason
-from tests.check.kit import kernels, layernorm, random_case, representable, tolerance
+from tests.check.kit import layernorm, random_case, representable, tolerance
+from tests.check.step_06 import judging
 from tests.zoo_helpers import expectation, zoo_cases
 
 SOLUTION_PACKAGE = REPO_ROOT / "solutions" / "solution_06"
-GPU_CHECKS = [check for check in step_06.checklist.checks if check.skip_if is kernels.gpu_skip]
+GPU_CHECKS = [check for check in step_06.checklist.checks if check.skip_if is judging.gpu_skip]
 
 
 def options(*args: str):
@@ -82,7 +83,7 @@ def test_there_are_gpu_checks_and_they_come_last():
     ],
 )
 def test_skip_reasons_and_the_first_note_say_which_device(monkeypatch, device, gpu, skipped, note):
-    monkeypatch.setattr(kernels, "visible_gpu", lambda: gpu)
+    monkeypatch.setattr(judging, "visible_gpu", lambda: gpu)
     chosen = options("--device", device)
     for check in GPU_CHECKS:
         reason = skip_reason(check, chosen)
@@ -93,11 +94,11 @@ def test_skip_reasons_and_the_first_note_say_which_device(monkeypatch, device, g
 
 
 def test_visible_gpu_asks_max_in_a_child_process():
-    kernels.visible_gpu.cache_clear()
+    judging.visible_gpu.cache_clear()
     try:
-        found = kernels.visible_gpu()
+        found = judging.visible_gpu()
     finally:
-        kernels.visible_gpu.cache_clear()
+        judging.visible_gpu.cache_clear()
     assert found is None or re.match(r"gpu:\d+, ", found), found
 
 
@@ -134,11 +135,11 @@ def one_sweep(x, gamma, beta, eps, head):
     return y
 
 
-@pytest.mark.parametrize("d, head", [(771, kernels.GPU_BLOCK), (4099, kernels.GPU_BLOCK), (8192, 1024)])
+@pytest.mark.parametrize("d, head", [(771, judging.GPU_BLOCK), (4099, judging.GPU_BLOCK), (8192, 1024)])
 def test_a_kernel_whose_threads_take_one_sweep_is_named(d, head):
     x, gamma, beta = random_case(1, (3, d), dtype="float32")
     with pytest.raises(Fail, match=f"only the first {head} of {d} columns, one sweep of the block"):
-        kernels.diagnose_gpu(one_sweep(x, gamma, beta, 1e-5, head), x, gamma, beta, 1e-5)
+        judging.diagnose_gpu(one_sweep(x, gamma, beta, 1e-5, head), x, gamma, beta, 1e-5)
 
 
 def test_columns_past_one_sweep_unwritten_are_named():
@@ -146,28 +147,28 @@ def test_columns_past_one_sweep_unwritten_are_named():
     y = layernorm(x, gamma, beta, 1e-5)
     y[:, 256:] = 0.0
     with pytest.raises(Fail, match="Columns 256 to 770 are wrong, the first 256 right"):
-        kernels.diagnose_gpu(y, x, gamma, beta, 1e-5)
+        judging.diagnose_gpu(y, x, gamma, beta, 1e-5)
 
 
 def test_rows_past_the_grid_are_named():
-    n = kernels.GPU_MAX_GRID + 5
+    n = judging.GPU_MAX_GRID + 5
     x, gamma, beta = random_case(3, (n, 3), dtype="float32")
     y = layernorm(x, gamma, beta, 1e-5)
-    y[kernels.GPU_MAX_GRID :] = 0.0
-    with pytest.raises(Fail, match=f"Rows {kernels.GPU_MAX_GRID} and beyond are wrong.*row \\+= grid_dim.x"):
-        kernels.diagnose_gpu(y, x, gamma, beta, 1e-5)
+    y[judging.GPU_MAX_GRID :] = 0.0
+    with pytest.raises(Fail, match=f"Rows {judging.GPU_MAX_GRID} and beyond are wrong.*row \\+= grid_dim.x"):
+        judging.diagnose_gpu(y, x, gamma, beta, 1e-5)
 
 
 def test_gpu_shapes_straddle_the_launch():
     widths = {d for _, d in step_06.GPU_SHAPES}
-    assert 1 in widths and any(d % kernels.GPU_VEC for d in widths) and any(d % kernels.GPU_VEC == 0 for d in widths)
-    assert max(widths) > kernels.GPU_BLOCK * kernels.GPU_VEC  # several sweeps of a vector block
+    assert 1 in widths and any(d % judging.GPU_VEC for d in widths) and any(d % judging.GPU_VEC == 0 for d in widths)
+    assert max(widths) > judging.GPU_BLOCK * judging.GPU_VEC  # several sweeps of a vector block
     assert any(n == 1 for n, _ in step_06.GPU_SHAPES) and any(n % 2 for n, _ in step_06.GPU_SHAPES)
-    assert max(n for n, _ in step_06.GPU_SHAPES) > kernels.GPU_MAX_GRID  # a block takes several rows
+    assert max(n for n, _ in step_06.GPU_SHAPES) > judging.GPU_MAX_GRID  # a block takes several rows
     source = (SOLUTION_PACKAGE / "layer_norm.mojo").read_text()
     declared = gpu_ptx.launch_constants(source)
-    assert (declared["block"], declared["max_grid"]) == (kernels.GPU_BLOCK, kernels.GPU_MAX_GRID)
-    assert re.search(rf"^comptime GPU_VEC = {kernels.GPU_VEC}\b", source, re.M)
+    assert (declared["block"], declared["max_grid"]) == (judging.GPU_BLOCK, judging.GPU_MAX_GRID)
+    assert re.search(rf"^comptime GPU_VEC = {judging.GPU_VEC}\b", source, re.M)
 
 
 # -- the smoke runner's CPU side ------------------------------------------------------------------
@@ -288,7 +289,7 @@ def test_entry_names_are_read_from_ptx_and_amdgcn():
 def test_the_gpu_kernel_compiles_to_assembly(tmp_path, arch, expected):
     manifest = json.loads(gpu_ptx.build(arch, tmp_path).read_text())
     assembly = (tmp_path / manifest["file"]).read_text()
-    assert manifest["entry"] in assembly and manifest["block"] == kernels.GPU_BLOCK
+    assert manifest["entry"] in assembly and manifest["block"] == judging.GPU_BLOCK
     for pattern in expected:
         assert re.search(pattern, assembly, re.M), f"{arch}: {pattern!r} not in the assembly"
 

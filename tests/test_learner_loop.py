@@ -202,16 +202,16 @@ def test_the_progress_file_is_committed_and_follows_the_learner_to_another_machi
 
 def gpu_less_step_06_report() -> dict:
     """Step 06 passing on a machine without a GPU: its GPU checks skipped by the engine, with gpu_skip's reason."""
-    import tests.check.kit.kernels as kernels
     from tests.check.engine import load_checklist, skip_reason
+    from tests.check.step_06 import judging
 
-    checklist, saved = load_checklist("06"), kernels.visible_gpu
-    kernels.visible_gpu = lambda: None  # the machine's answer, whatever this machine is
+    checklist, saved = load_checklist("06"), judging.visible_gpu
+    judging.visible_gpu = lambda: None  # the machine's answer, whatever this machine is
     try:
         options = argparse.Namespace(device="auto")
         skips = {check.name: skip_reason(check, options) for check in checklist.checks}
     finally:
-        kernels.visible_gpu = saved
+        judging.visible_gpu = saved
     checks = [
         {"name": n, "status": "skipped" if why else "passed", "passed": not why, "message": why or "", "cause": None}
         for n, why in skips.items()

@@ -10,7 +10,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.check import wire
-from tests.check.kit import NUMPY_FIXES, Fail, expect_close, forward_mistakes, layernorm, layernorm_grads, random_case
+from tests.check.kit import (
+    NO_FIX,
+    NUMPY_FIXES,
+    Fail,
+    MistakeKey,
+    expect_close,
+    forward_mistakes,
+    gradient_mistakes,
+    layernorm,
+    layernorm_grads,
+    random_case,
+)
 
 shapes = st.tuples(st.integers(1, 4), st.integers(2, 6), st.integers(2, 5))
 
@@ -106,3 +117,19 @@ def test_a_wrong_eps_is_named_with_the_constant_used_where_the_dtype_can_tell(dt
             dtype=dtype,
             mistakes=forward_mistakes(x, gamma, beta, 10.0, NUMPY_FIXES),
         )
+
+
+def test_a_steps_fixes_are_typed_keys_each_with_a_fix_or_no_fix():
+    """A fix ends the catalogue's hint; NO_FIX leaves the hint bare. A string key (the catalogue's old spelling), a
+    key the catalogue lacks, or an empty fix is the checklist's mistake: refused, not silently left out."""
+    x, gamma, beta = random_case(1, (4, 6))
+    fixed, bare = (
+        forward_mistakes(x, gamma, beta, 1e-5, {MistakeKey.SWAPPED: fix})[0].hint for fix in ("swap them", NO_FIX)
+    )
+    assert fixed == "gamma and beta are swapped: gamma scales, beta shifts: swap them"
+    assert bare == "gamma and beta are swapped: gamma scales, beta shifts"
+    for fixes in ({"swapped": "swap them"}, {MistakeKey.SWAPPED: ""}, {MistakeKey.NO_MEAN_PATH: "subtract it"}):
+        with pytest.raises(ValueError, match="fixes"):
+            forward_mistakes(x, gamma, beta, 1e-5, fixes)
+    with pytest.raises(ValueError, match="fixes"):
+        gradient_mistakes(x, gamma, 1e-5, x, {MistakeKey.NO_AFFINE: "apply them"})

@@ -16,7 +16,7 @@ import pytest
 
 from tests.check.cli import parse_check_arguments
 from tests.check.engine import REPO_ROOT, load_checklist
-from tests.check.kit import max_module
+from tests.check.step_03 import judging
 from tests.zoo_helpers import check_file, cli_json
 
 pytestmark = pytest.mark.max
@@ -73,18 +73,18 @@ def test_device_option():
 
 
 def test_version_note_when_max_differs(monkeypatch):
-    monkeypatch.setattr(max_module, "installed_max_version", lambda: "26.1.0")
+    monkeypatch.setattr(judging, "installed_max_version", lambda: "26.1.0")
     notes = load_checklist(STEP).notes(parse())
-    assert "MAX 26.1.0 is installed" in notes[0] and max_module.EXPECTED_MAX in notes[0]
-    monkeypatch.setattr(max_module, "installed_max_version", lambda: None)
+    assert "MAX 26.1.0 is installed" in notes[0] and judging.EXPECTED_MAX in notes[0]
+    monkeypatch.setattr(judging, "installed_max_version", lambda: None)
     assert "not installed" in load_checklist(STEP).notes(parse())[0]
-    monkeypatch.setattr(max_module, "installed_max_version", lambda: max_module.EXPECTED_MAX)
+    monkeypatch.setattr(judging, "installed_max_version", lambda: judging.EXPECTED_MAX)
     notes = load_checklist(STEP).notes(parse())
     assert len(notes) == 1 and "first run" in notes[0]
 
 
 def test_expected_version_is_the_pin():
-    assert f'"max=={max_module.EXPECTED_MAX}"' in (REPO_ROOT / "pyproject.toml").read_text()
+    assert f'"max=={judging.EXPECTED_MAX}"' in (REPO_ROOT / "pyproject.toml").read_text()
 
 
 def accelerator_count() -> int:
@@ -188,8 +188,8 @@ EAGER_WITHOUT_COMPILING = """
 import sys
 import numpy as np
 sys.path.insert(0, "solutions")
-from tests.check.kit import max_side
-max_side.ready_for_layer_norm(None, "cpu")  # what every step-03 probe does first (no graph of theirs here)
+from tests.check.step_03 import probes
+probes.ready_for_layer_norm(None, "cpu")  # what every step-03 probe does first (no graph of theirs here)
 from max._interpreter_ops import gc_compile
 
 def refuse(family, key, device, build):
@@ -219,15 +219,15 @@ import json, os, sys
 from pathlib import Path
 import numpy as np
 sys.path.insert(0, "solutions")
-from tests.check.kit import max_side
+from tests.check.step_03 import probes
 import solution_03 as solution
-max_side.ready_for_layer_norm(solution, "cpu")  # what the first step-03 probe of a run does
-exit_codes = [process.wait() for process in max_side._BACKGROUND]
+probes.ready_for_layer_norm(solution, "cpu")  # what the first step-03 probe of a run does
+exit_codes = [process.wait() for process in probes._BACKGROUND]
 cache = Path(os.environ["MODULAR_DERIVED_PATH"])
 def cached():
     return {str(path) for path in cache.rglob("*") if path.is_file()}
 before = cached()
-max_side.compiled(solution, "cpu", [np.ones((2, max_side.DIM), np.float32)])  # the compiled-graph check's probe
+probes.compiled(solution, "cpu", [np.ones((2, probes.DIM), np.float32)])  # the compiled-graph check's probe
 print(json.dumps({"exit_codes": exit_codes, "compiled_by_the_check": sorted(cached() - before)}))
 """
 
@@ -257,10 +257,10 @@ def test_a_cold_run_compiles_the_learners_graph_beside_the_eager_kernels(tmp_pat
 
 
 def test_a_stuck_background_compile_is_stopped(monkeypatch):
-    from tests.check.kit import max_side
+    from tests.check.step_03 import probes
 
     stuck = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    monkeypatch.setattr(max_side, "BACKGROUND_CPU_SECONDS", 0.2)
-    monkeypatch.setattr(max_side, "_BACKGROUND", [stuck])
-    max_side._wait_for_background_compile()
-    assert stuck.poll() is not None and max_side._BACKGROUND == []
+    monkeypatch.setattr(probes, "BACKGROUND_CPU_SECONDS", 0.2)
+    monkeypatch.setattr(probes, "_BACKGROUND", [stuck])
+    probes._wait_for_background_compile()
+    assert stuck.poll() is not None and probes._BACKGROUND == []

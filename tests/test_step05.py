@@ -45,7 +45,7 @@ def test_plot_writes_a_png_of_both_curves(tmp_path):
 
 def test_experiment_numbers_show_the_published_trend():
     """The solution's own numbers, judged like the checklist does, with the margins it relies on."""
-    from tests.check.step_05 import EXPERIMENT, POST_GROWTH, PRE_SPREAD
+    from tests.check.step_05.checklist import EXPERIMENT, POST_GROWTH, PRE_SPREAD
 
     code = (
         "import json, sys; sys.path.insert(0, 'solutions'); import solution_05 as s; "

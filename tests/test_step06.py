@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from tests.check.engine import REPO_ROOT, Fail
-from tests.check.kit import kernel_harness, layernorm, random_case
-from tests.check.kit.kernels import compiler_message, judge_call, kernel_output
+from tests.check.kit import layernorm, random_case
+from tests.check.step_06 import kernel_harness
+from tests.check.step_06.judging import compiler_message, judge_call, kernel_output
 from tests.zoo_helpers import ZOO, assemble, cli_json
 
 SKELETON = REPO_ROOT / "steps" / "step_06"
@@ -182,7 +183,11 @@ def test_a_kernel_that_never_returns_is_reported_within_seconds_of_its_compile()
 @pytest.mark.mojo
 def test_an_overrun_into_the_next_row_gets_the_same_verdict_and_hints_in_five_runs():
     reports = [
-        [(c["name"], c["status"], c["message"]) for c in quick_report("bad_overrun_next_row")["checks"]]
+        # a passed check's note may differ ("compiled in 8.8 s", then "reused"): its verdict and hints may not
+        [
+            (c["name"], c["status"], c["message"] if c["status"] == "failed" else "")
+            for c in quick_report("bad_overrun_next_row")["checks"]
+        ]
         for _ in range(5)
     ]
     assert all(report == reports[0] for report in reports), reports

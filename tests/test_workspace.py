@@ -11,7 +11,7 @@ import sys
 import pytest
 import tomllib
 
-from tests.check.engine import REPO_ROOT, available_steps, load_checklist
+from tests.check.engine import REPO_ROOT, available_steps, checklist_file, load_checklist
 
 STEPS = available_steps()
 # `pixi run book` serves the book; `make book` builds it.
@@ -94,18 +94,10 @@ def test_ci_runs_only_what_the_readme_says():
 @pytest.mark.parametrize("step", STEPS)
 def test_each_step_is_one_hop_away(step):
     checklist = load_checklist(step)
-    for path in (checklist.skeleton, checklist.solution, f"tests/check/step_{step}.py", f"docs/src/step_{step}.md"):
+    checks = f"tests/check/step_{step}/checklist.py"
+    for path in (checklist.skeleton, checklist.solution, checks, f"docs/src/step_{step}.md"):
         assert (REPO_ROOT / path).exists(), f"step {step}: {path} is missing"
     assert f"step_{step}" in checklist.skeleton and f"solution_{step}" in checklist.solution
-
-
-CHECKLIST_LINES = 250  # read in one sitting: the checks, their names and hints; the judging lives in the kit
-
-
-@pytest.mark.parametrize("step", STEPS)
-def test_each_checklist_is_short(step):
-    lines = len((REPO_ROOT / "tests" / "check" / f"step_{step}.py").read_text().splitlines())
-    assert lines <= CHECKLIST_LINES, f"tests/check/step_{step}.py has {lines} lines: move judging to tests/check/kit"
 
 
 def interface(path) -> dict[str, tuple]:
@@ -187,3 +179,77 @@ def test_no_module_imports_the_command_line_entry_point():
     """`python -m tests.check` runs __main__ once: nothing imports it back (it once ran twice per command)."""
     importers = [module for module, imported in checker_imports().items() if "tests.check.__main__" in imported]
     assert importers == []
+
+
+# -- a step's checks live in its own package; the kit holds what steps share -----------------------------------
+def step_packages() -> dict[str, str]:
+    """step number -> its package under tests/check (a folder step_NN holding Python files)."""
+    return {
+        folder.name.removeprefix("step_"): f"tests.check.{folder.name}"
+        for folder in sorted(CHECKER.glob("step_*"))
+        if folder.is_dir() and any(folder.glob("*.py"))
+    }
+
+
+def test_each_step_package_is_a_registered_checklist():
+    assert set(step_packages()) == set(STEPS), "a package under tests/check/ without a step record, or a record without"
+    for step, package in step_packages().items():
+        assert checklist_file(step).parent == CHECKER / package.rpartition(".")[2]
+        checklist = load_checklist(step)
+        assert checklist.step == step, f"{package}'s checklist says it is step {checklist.step}"
+        assert checklist.checks, f"{package}'s checklist registers no check"
+
+
+def test_no_step_package_imports_another():
+    """A step's checks are in one place: what two steps share belongs in tests.check.kit."""
+    packages = step_packages().values()
+
+    def package_of(module):
+        return next((package for package in packages if f"{module}.".startswith(f"{package}.")), None)
+
+    crossings = [
+        f"{module} imports {imported}"
+        for module, imports in checker_imports().items()
+        for imported in imports
+        if package_of(module) and package_of(imported) not in (None, package_of(module))
+    ]
+    assert crossings == []
+
+
+KIT = "tests.check.kit"
+
+
+def kit_users() -> dict[str, set[str]]:
+    """kit module -> the steps whose package imports it, or a name the kit's __init__ re-exports from it."""
+    modules = {f"{KIT}.{path.stem}" for path in (CHECKER / "kit").glob("*.py") if path.stem != "__init__"}
+    reexported = {  # name -> the kit module it comes from
+        alias.asname or alias.name: node.module
+        for node in ast.parse((CHECKER / "kit" / "__init__.py").read_text(encoding="utf-8")).body
+        if isinstance(node, ast.ImportFrom) and node.module in modules
+        for alias in node.names
+    }
+    users = {module: set() for module in modules}
+    for step in step_packages():
+        for path in (CHECKER / f"step_{step}").glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.module == KIT:
+                    names = [alias.name for alias in node.names]
+                    used = {f"{KIT}.{name}" if f"{KIT}.{name}" in modules else reexported.get(name) for name in names}
+                elif isinstance(node, ast.ImportFrom):
+                    used = {node.module}
+                elif isinstance(node, ast.Import):
+                    used = {alias.name for alias in node.names}
+                else:
+                    continue
+                for module in used & modules:
+                    users[module].add(step)
+    return users
+
+
+def test_the_kit_holds_only_what_steps_share():
+    """What one step alone uses lives in its package (tests/check/step_NN/), not in the kit. The kit's only
+    infrastructure is its __init__, the vocabulary every checklist imports; each of its modules has two step users."""
+    users = kit_users()
+    assert "tests.check.kit.judging" in users and len(users["tests.check.kit.judging"]) > 2  # the scan sees imports
+    lonely = {module: sorted(steps) for module, steps in users.items() if len(steps) < 2}
+    assert lonely == {}, f"kit modules with fewer than two step users (move each into its step's package): {lonely}"

@@ -167,6 +167,14 @@ def next_line(statuses: list[StepStatus], markdown: bool = False) -> str:
     return f"Next: step {nxt}: {command}" + ("" if markdown else f"; stuck? make hint NN={nxt}")
 
 
+def step_command_parser(command: str, description: str, default: str = "") -> argparse.ArgumentParser:
+    """The parser of `python -m tests.check COMMAND [NN]`: a command about one step, which may be left out."""
+    parser = argparse.ArgumentParser(prog=f"python -m tests.check {command}", description=description)
+    more = f" (default: {default})" if default else ""
+    parser.add_argument("step", nargs="?", type=step_id, help=f"step number, e.g. 03{more}")
+    return parser
+
+
 def status(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.check status",
@@ -214,12 +222,9 @@ def status(argv: list[str]) -> int:
 
 
 def hint(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tests.check hint",
-        description="The next hint for a step, starting at the one about the check that fails.",
-    )
-    parser.add_argument("step", nargs="?", type=step_id, help="step number, e.g. 03 (default: the step you are on)")
-    options = parser.parse_args(argv)
+    options = step_command_parser(
+        "hint", "The next hint for a step, starting at the one about the check that fails.", "the step you are on"
+    ).parse_args(argv)
     step = options.step or first_step_not_passing()
     print(hint_text(step, progress.first_failure(progress.last_report(step))))
     return 0
@@ -252,11 +257,9 @@ def _confirm(command: str, question: str) -> int | None:
 
 
 def reset(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tests.check reset",
-        description="Put a step's skeleton back; your files are saved first (restore NN puts them back).",
+    parser = step_command_parser(
+        "reset", "Put a step's skeleton back; your files are saved first (restore NN puts them back)."
     )
-    parser.add_argument("step", nargs="?", type=step_id, help="step number, e.g. 03")
     parser.add_argument("--all", action="store_true", help="every step you have started")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation (needed without a terminal)")
     options = parser.parse_args(argv)
@@ -283,11 +286,9 @@ def reset(argv: list[str]) -> int:
 
 
 def restore(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tests.check restore",
-        description="Put your last backup of a step back (what reset saved); the files there now are saved first.",
+    parser = step_command_parser(
+        "restore", "Put your last backup of a step back (what reset saved); the files there now are saved first."
     )
-    parser.add_argument("step", nargs="?", type=step_id, help="step number, e.g. 03")
     options = parser.parse_args(argv)
     with_backups = [step for step in available_steps() if progress.backups(step)]
     if options.step is None:

@@ -36,9 +36,14 @@ POINTS = 100  # a new step's Classroom 50 points, until the maintainer reweighs 
 
 
 # -- where a step's parts live (a part that moves is a one-line change here) ------------------------
+def step_package(number: str) -> str:
+    """The step's checks in one place: its checklist, and the judging and probes only it uses."""
+    return f"tests/check/step_{number}"
+
+
 def checklist_file(number: str) -> str:
     """The step's checklist, which `tests.check.engine.load_checklist` imports."""
-    return f"tests/check/step_{number}.py"
+    return f"{step_package(number)}/checklist.py"
 
 
 def hints_file(number: str) -> str:
@@ -590,6 +595,7 @@ def scaffold(root: Path, number: str, title: str, records) -> tuple[dict[str, st
     created = {
         f"steps/step_{number}.py": fill(SKELETON, number, title, block=TODO_BLOCK),
         f"solutions/solution_{number}.py": fill(SKELETON, number, title, block=ANCHOR_BLOCK),
+        f"{step_package(number)}/__init__.py": f'"""Step {number} ({title}): its checks in one place."""\n',
         checklist_file(number): fill(CHECKLIST, number, title),
         hints_file(number): fill(HINTS, number, title),
         f"{zoo_folder(number)}/ok_mean_by_sum.py": ZOO_OK,

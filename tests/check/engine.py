@@ -1,6 +1,6 @@
 """One engine for every step: run a checklist against a learner's file and report the truth.
 
-A step's checklist (`tests/check/step_NN.py`) owns the maths and the hints; this module owns
+A step's checklist (`tests/check/step_NN/checklist.py`) owns the maths and the hints; this module owns
 isolation, time limits, the run-level features (memo, blocking, slow and skipped checks), the
 report and the exit code.
 """
@@ -193,8 +193,19 @@ class Report:
         }
 
 
+def checklist_module(step: str) -> str:
+    """Where step `step`'s checklist lives: the module `checklist` of the step's package (tests/check/step_NN/),
+    beside the judging and the learner-side probes only that step uses."""
+    return f"tests.check.step_{step}.checklist"
+
+
+def checklist_file(step: str) -> Path:
+    """The file of `checklist_module(step)`; its folder is the step's package."""
+    return REPO_ROOT.joinpath(*checklist_module(step).split(".")).with_suffix(".py")
+
+
 def load_checklist(step: str) -> Checklist:
-    return importlib.import_module(f"tests.check.step_{step}").checklist
+    return importlib.import_module(checklist_module(step)).checklist
 
 
 def available_steps() -> list[str]:

@@ -4,7 +4,7 @@ The checker (its title, the learner's file, the reference), status, watch, reset
 file or a folder of files), Classroom 50 (its points), the project's tests (its tier) and the status of
 a machine that cannot check part of it (its parts) all read it here. `python -m tests.check.dev check`
 holds the Makefile, pixi.toml, the README's table and the book's contents to these records, and
-`dev new` adds one. Its checks live in `tests/check/step_NN.py`.
+`dev new` adds one. Its checks live in `tests/check/step_NN/`.
 """
 
 from __future__ import annotations

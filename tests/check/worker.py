@@ -157,7 +157,7 @@ def _error_reply(exc: BaseException, learner_file: str) -> tuple:
 
 
 def load_learner_file(path: str, module_name: str):
-    """The learner's file imported as `module_name` (also by max_side's background compile)."""
+    """The learner's file imported as `module_name` (also by step 03's background compile)."""
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")

@@ -1,4 +1,5 @@
-"""The vocabulary of a checklist: a step's checklist imports from this package only.
+"""The vocabulary of the checklists: what two or more steps use. What one step alone uses (its judging, its
+probes) lives in that step's package, tests/check/step_NN/, which imports from here and from no other step.
 
 Judge side (plain data in, verdicts out):
 - `Checklist`, `Fail`: declare checks; a `Fail` is the ❌ and its hint (`blocks=` stops later checks;
@@ -9,28 +10,19 @@ Judge side (plain data in, verdicts out):
   `relative_error`, `error_hints`, `judge_large_mean`: validators whose failures say what is wrong;
   `known_mistake`: the name `expect_close` would give a wrong output, or None.
 - `forward_mistakes`, `gradient_mistakes`, `parameter_gradient_mistakes`, `Mistake`: the catalogue of classic
-  wrong LayerNorms.
-- `backward`: naming what a hand-written backward gets wrong, term by term (step 02).
-- `max_module`: judging a MAX LayerNorm module (step 03): the run's dtype and tolerances, its forward, its graph.
-- `torch_module`: judging a PyTorch LayerNorm module (step 04): PyTorch's fixes, forward, gradients, state_dict.
-- `transformer`: judging step 05's blocks (LayerNorm placement, the residual) and its experiment, and its figure.
-- `kernels`: judging a LayerNorm kernel's output (step 06): where it is wrong, and the kernel probes' failures;
-  `kernel_harness` builds and calls the CPU kernel directly, on guarded buffers, within a time budget.
-Learner side (probes, run in the learner's process through `learner.probe`):
-- `numpy_side`, `torch_side`, `max_side`: the adapters and probes of each framework's steps.
+  wrong LayerNorms; a step's fixes for them are keyed by `MistakeKey` (`NO_FIX` where the hint says it all).
+- `numpy_side` (steps 01 and 02): the fixes in NumPy's words, a NumPy forward judged, the "NumPy only" and
+  "no loop over rows" rules.
+Learner side (run in the learner's process, by a step's probes or through `learner.probe`):
+- `max_side` (03 and 06): MAX made ready, and the device, tensor and dtype adapters; `torch_side` (04 and 05):
+  torch on one thread. A step's own probes import their framework through these.
 """
 
 from tests.check.engine import NOT_IMPORTED, REPO_ROOT, Checklist, Fail, Learner, explain
 from tests.check.kit import (
-    backward,
-    kernel_harness,
-    kernels,
-    max_module,
     max_side,
     numpy_side,
-    torch_module,
     torch_side,
-    transformer,
 )
 from tests.check.kit.judging import (
     Mistake,
@@ -49,7 +41,13 @@ from tests.check.kit.judging import (
     type_name,
     upstream_gradient,
 )
-from tests.check.kit.mistakes import forward_mistakes, gradient_mistakes, parameter_gradient_mistakes
+from tests.check.kit.mistakes import (
+    NO_FIX,
+    MistakeKey,
+    forward_mistakes,
+    gradient_mistakes,
+    parameter_gradient_mistakes,
+)
 from tests.check.kit.numpy_side import (
     NUMPY_FIXES,
     expect_vectorised,

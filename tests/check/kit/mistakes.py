@@ -1,83 +1,154 @@
 """The one catalogue of classic wrong LayerNorms: what each outputs, and the hint that names it.
 
-A step picks the keys its learners can make and adds, per key, how to fix it in that step's
-language (`fixes`); `expect_close` then names the first catalogued mistake the output matches.
+A step picks the keys (`MistakeKey`) its learners can make and adds, per key, how to fix it in that
+step's language (`fixes`; `NO_FIX` where the hint says it all); `expect_close` then names the first
+catalogued mistake the output matches.
 """
 
 from __future__ import annotations
 
 import copy
+import enum
 import itertools
 
 import numpy as np
 
 from tests.check.kit.judging import PRECISION, Mistake, layernorm, layernorm_grads
 
+
+class MistakeKey(enum.Enum):
+    """A catalogued mistake, by name: a step's fixes are keyed by these, so a misspelt key fails at import. Some
+    name a wrong forward and a wrong backward alike (UNBIASED, NO_EPS...): each catalogue has its own hint."""
+
+    EPS_IGNORED = "eps-ignored"
+    NO_EPS = "no-eps"
+    NO_KEEPDIMS = "no-keepdims"
+    LAST_DIM_ONLY = "last-dim-only"
+    UNBIASED = "unbiased"
+    UNBIASED_EPS_OUTSIDE = "unbiased-eps-outside"
+    EPS_OUTSIDE = "eps-outside"
+    BATCH_AXIS = "batch-axis"
+    WHOLE = "whole"
+    NO_AFFINE = "no-affine"
+    NO_GAMMA = "no-gamma"
+    NO_BETA = "no-beta"
+    BETA_FIRST = "beta-first"
+    SWAPPED = "swapped"
+    BY_VARIANCE = "by-variance"
+    NOT_CENTRED = "not-centred"
+    RMS = "rms"
+    VAR_UNCENTRED = "var-uncentred"
+    SUM_NOT_MEAN = "sum-not-mean"
+    ROWS_COUNT = "rows-count"
+    VAR_BATCH_AXIS = "var-batch-axis"
+    BY_MEAN_DEVIATION = "by-mean-deviation"
+    DIVIDES_BY_GAMMA = "divides-by-gamma"
+    PARAMS_PER_ROW = "params-per-row"
+    TIMES_STD = "times-std"
+    ROWS_SHIFTED_DOWN = "rows-shifted-down"
+    ROWS_SHIFTED_UP = "rows-shifted-up"
+    ROW_ZERO = "row-zero"
+    UNCENTRED_VARIANCE = "uncentred-variance"
+    AFFINE_FIRST = "affine-first"
+    EPS_AFTER_DIVISION = "eps-after-division"
+    AFFINE_TWICE = "affine-twice"
+    NO_MEAN_PATH = "no-mean-path"
+    NO_VARIANCE_PATH = "no-variance-path"
+    CONSTANT_STATISTICS = "constant-statistics"
+    IGNORES_GAMMA = "ignores-gamma"
+    SIGN = "sign"
+    SIGN_MEAN_PATH = "sign-mean-path"
+    SIGN_VARIANCE_PATH = "sign-variance-path"
+    MEAN_PATH_SUM = "mean-path-sum"
+    VARIANCE_PATH_SUM = "variance-path-sum"
+    NO_RSTD = "no-rstd"
+    RSTD_TWICE = "rstd-twice"
+    VARIANCE_PATH_CENTRED = "variance-path-centred"
+    CORRECTIONS_IGNORE_GAMMA = "corrections-ignore-gamma"
+    DIRECT_IGNORES_GAMMA = "direct-ignores-gamma"
+    GAMMA_TWICE = "gamma-twice"
+
+
+class NoFix(enum.Enum):
+    """The type of NO_FIX: one value, told from any text by its type (an empty text was once "no fix")."""
+
+    NO_FIX = "no fix"
+
+
+NO_FIX = NoFix.NO_FIX  # a fixes value: the step adds nothing to the catalogue's hint, which says it all
+Fixes = dict[MistakeKey, str | NoFix]
+
+
+def with_fix(hint: str, fix: str | NoFix) -> str:
+    """The catalogue's hint, followed by the step's fix for it (if it has one)."""
+    return hint if fix is NO_FIX else f"{hint}: {fix}"
+
+
 # Besides the framework's default, the eps constants learners copy from other code (T5, Adam, ...):
 # an eps ignored in favour of one of them is named with the constant it used.
 COMMON_EPS = (1e-6, 1e-8, 1e-3)
 
 FORWARD_MISTAKES = {
-    "eps-ignored": (
+    MistakeKey.EPS_IGNORED: (
         "The eps argument is ignored: the result is the one for eps={s.default_text}",
         lambda s: layernorm(s.x, s.w, s.b, s.default_eps, s.axes),
     ),
-    "no-eps": ("eps is not added", lambda s: layernorm(s.x, s.w, s.b, 0.0, s.axes)),
-    "no-keepdims": (
+    MistakeKey.NO_EPS: ("eps is not added", lambda s: layernorm(s.x, s.w, s.b, 0.0, s.axes)),
+    MistakeKey.NO_KEEPDIMS: (
         "The statistics lost their row axis: without keepdims=True a (N,) mean is subtracted along columns",
         (  # the variance of the rows (np.var), or of the wrongly centred x
             lambda s: (s.x - s.mean.T) / np.sqrt(s.var.T + s.eps) * s.w + s.b,
             lambda s: (s.x - s.mean.T) / np.sqrt(((s.x - s.mean.T) ** 2).mean(axis=-1) + s.eps) * s.w + s.b,
         ),
     ),
-    "last-dim-only": (
+    MistakeKey.LAST_DIM_ONLY: (
         "Only the last dim is normalised: for normalized_shape={s.w.shape} the mean and variance "
         "run over the last {s.n_axes} dims",
         lambda s: layernorm(s.x, s.w, s.b, s.eps, (-1,)),
     ),
-    "unbiased": (
+    MistakeKey.UNBIASED: (
         "The variance looks unbiased (divided by D-1); LayerNorm uses the biased variance (divide by D)",
         lambda s: (s.x - s.mean) / np.sqrt(s.unbiased + s.eps) * s.w + s.b,
     ),
-    "unbiased-eps-outside": (
+    MistakeKey.UNBIASED_EPS_OUTSIDE: (
         "eps is outside the square root and the std is the unbiased one (divided by D-1, as torch's x.std() "
         "does by default)",
         lambda s: (s.x - s.mean) / (np.sqrt(s.unbiased) + s.eps) * s.w + s.b,
     ),
-    "eps-outside": (
+    MistakeKey.EPS_OUTSIDE: (
         "eps is outside the square root",
         (  # added to the std, or to its reciprocal
             lambda s: (s.x - s.mean) / (np.sqrt(s.var) + s.eps) * s.w + s.b,
             lambda s: (s.x - s.mean) * (1 / np.sqrt(s.var) + s.eps) * s.w + s.b,
         ),
     ),
-    "batch-axis": (
+    MistakeKey.BATCH_AXIS: (
         "Normalised over the wrong axis: the statistics must be per row, not per column (the batch, as in BatchNorm)",
         lambda s: layernorm(s.x, s.w, s.b, s.eps, (0,)),
     ),
-    "whole": (
+    MistakeKey.WHOLE: (
         "Normalised over the whole array: take the mean and variance per row",
         lambda s: layernorm(s.x, s.w, s.b, s.eps, tuple(range(s.x.ndim))),
     ),
-    "no-affine": ("gamma and beta are not applied", lambda s: s.xhat),
-    "no-gamma": ("gamma is not applied", lambda s: s.xhat + s.b),
-    "no-beta": ("beta is not applied", lambda s: s.xhat * s.w),
-    "beta-first": ("beta is added before scaling by gamma", lambda s: (s.xhat + s.b) * s.w),
-    "swapped": ("gamma and beta are swapped: gamma scales, beta shifts", lambda s: s.xhat * s.b + s.w),
-    "by-variance": (
+    MistakeKey.NO_AFFINE: ("gamma and beta are not applied", lambda s: s.xhat),
+    MistakeKey.NO_GAMMA: ("gamma is not applied", lambda s: s.xhat + s.b),
+    MistakeKey.NO_BETA: ("beta is not applied", lambda s: s.xhat * s.w),
+    MistakeKey.BETA_FIRST: ("beta is added before scaling by gamma", lambda s: (s.xhat + s.b) * s.w),
+    MistakeKey.SWAPPED: ("gamma and beta are swapped: gamma scales, beta shifts", lambda s: s.xhat * s.b + s.w),
+    MistakeKey.BY_VARIANCE: (
         "Divided by the variance instead of the standard deviation",
         lambda s: (s.x - s.mean) / (s.var + s.eps) * s.w + s.b,
     ),
-    "not-centred": ("The mean is not subtracted", lambda s: s.x / np.sqrt(s.var + s.eps) * s.w + s.b),
-    "rms": (
+    MistakeKey.NOT_CENTRED: ("The mean is not subtracted", lambda s: s.x / np.sqrt(s.var + s.eps) * s.w + s.b),
+    MistakeKey.RMS: (
         "This is RMSNorm: the mean is neither subtracted nor used in the variance (the mean of x², not of (x - mean)²)",
         lambda s: s.x / np.sqrt((s.x**2).mean(axis=s.axes, keepdims=True) + s.eps) * s.w + s.b,
     ),
-    "var-uncentred": (
+    MistakeKey.VAR_UNCENTRED: (
         "The variance is the mean of x², not of (x - mean)²: square the centred values",
         lambda s: (s.x - s.mean) / np.sqrt((s.x**2).mean(axis=s.axes, keepdims=True) + s.eps) * s.w + s.b,
     ),
-    "sum-not-mean": (
+    MistakeKey.SUM_NOT_MEAN: (
         "The variance is summed, not averaged (or the row is divided by its norm, the square root of the sum of "
         "squares): it is the mean of (x - mean)²",
         (
@@ -85,14 +156,14 @@ FORWARD_MISTAKES = {
             lambda s: (s.x - s.mean) / (np.sqrt(s.var * s.count) + s.eps) * s.w + s.b,
         ),
     ),
-    "rows-count": (
+    MistakeKey.ROWS_COUNT: (
         "The statistics divide by the number of rows N, not by the number of features D they average over",
         (  # the variance alone, or the mean and the variance
             lambda s: (s.x - s.mean) / np.sqrt(s.var * s.count / s.n_rows + s.eps) * s.w + s.b,
             lambda s: _normalised_by_rows(s) * s.w + s.b,
         ),
     ),
-    "var-batch-axis": (
+    MistakeKey.VAR_BATCH_AXIS: (
         "The mean is per row but the variance is taken over the wrong axis (per column, or the whole array): take "
         "both along the row",
         (
@@ -100,22 +171,22 @@ FORWARD_MISTAKES = {
             lambda s: (s.x - s.mean) / np.sqrt(s.x.var() + s.eps) * s.w + s.b,
         ),
     ),
-    "by-mean-deviation": (
+    MistakeKey.BY_MEAN_DEVIATION: (
         "Divided by the mean absolute deviation mean(|x - mean|), not the standard deviation sqrt(var + eps)",
         lambda s: (s.x - s.mean) / (np.abs(s.x - s.mean).mean(axis=s.axes, keepdims=True) + s.eps) * s.w + s.b,
     ),
-    "divides-by-gamma": ("xhat is divided by gamma; gamma multiplies it", lambda s: s.xhat / s.w + s.b),
-    "params-per-row": (
+    MistakeKey.DIVIDES_BY_GAMMA: ("xhat is divided by gamma; gamma multiplies it", lambda s: s.xhat / s.w + s.b),
+    MistakeKey.PARAMS_PER_ROW: (
         "gamma and beta are applied per row (shaped (D, 1), or transposed): each belongs to a feature, a column",
         lambda s: s.xhat * s.w.reshape(-1, 1) + s.b.reshape(-1, 1),
     ),
-    "times-std": (
+    MistakeKey.TIMES_STD: (
         "Multiplied by the standard deviation instead of dividing",
         lambda s: (s.x - s.mean) * np.sqrt(s.var + s.eps) * s.w + s.b,
     ),
-    "rows-shifted-down": ("Each row's result lands in the wrong row", lambda s: np.roll(s.good, 1, axis=0)),
-    "rows-shifted-up": ("Each row's result lands in the wrong row", lambda s: np.roll(s.good, -1, axis=0)),
-    "row-zero": ("Every row got row 0's result", lambda s: np.repeat(s.good[:1], len(s.good), axis=0)),
+    MistakeKey.ROWS_SHIFTED_DOWN: ("Each row's result lands in the wrong row", lambda s: np.roll(s.good, 1, axis=0)),
+    MistakeKey.ROWS_SHIFTED_UP: ("Each row's result lands in the wrong row", lambda s: np.roll(s.good, -1, axis=0)),
+    MistakeKey.ROW_ZERO: ("Every row got row 0's result", lambda s: np.repeat(s.good[:1], len(s.good), axis=0)),
 }
 
 BACKWARD_WITHOUT_EPS = (
@@ -128,30 +199,30 @@ BACKWARD_EPS_IGNORED = (
 )
 
 GRADIENT_MISTAKES = {  # outputs are dx
-    "no-mean-path": (
+    MistakeKey.NO_MEAN_PATH: (
         "dx misses the path through the mean",
         lambda s: s.rstd * (s.g - s.xhat * (s.g * s.xhat).mean(axis=s.axes, keepdims=True)),
     ),
-    "no-variance-path": (
+    MistakeKey.NO_VARIANCE_PATH: (
         "dx misses the path through the variance",
         lambda s: s.rstd * (s.g - s.g.mean(axis=s.axes, keepdims=True)),
     ),
-    "constant-statistics": (
+    MistakeKey.CONSTANT_STATISTICS: (
         "dx treats the mean and variance as constants: both correction terms are missing",
         lambda s: s.rstd * s.g,
     ),
-    "ignores-gamma": (
+    MistakeKey.IGNORES_GAMMA: (
         "dx ignores gamma: the gradient reaching xhat is dy * gamma, not dy",
         lambda s: layernorm_grads(s.x, np.ones_like(s.w), s.eps, s.dy, s.axes)[0],
     ),
-    "sign": ("dx has the wrong sign", lambda s: -layernorm_grads(s.x, s.w, s.eps, s.dy, s.axes)[0]),
-    "batch-axis": (
+    MistakeKey.SIGN: ("dx has the wrong sign", lambda s: -layernorm_grads(s.x, s.w, s.eps, s.dy, s.axes)[0]),
+    MistakeKey.BATCH_AXIS: (
         "dx reduces over the wrong axis: its means are per row",
         lambda s: (
             s.rstd * (s.g - s.g.mean(axis=0, keepdims=True) - s.xhat * (s.g * s.xhat).mean(axis=0, keepdims=True))
         ),
     ),
-    "unbiased": (
+    MistakeKey.UNBIASED: (
         "dx uses the unbiased variance (D-1): the forward's statistics are biased",
         lambda s: (
             s.urstd
@@ -163,65 +234,65 @@ GRADIENT_MISTAKES = {  # outputs are dx
         ),
     ),
     # Hand-written backwards, each term named by its closed form: dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
-    "sign-mean-path": (
+    MistakeKey.SIGN_MEAN_PATH: (
         "dx adds the path through the mean instead of subtracting it: the term is -rstd * mean(g)",
         lambda s: _dx(s, mean_path=-1),
     ),
-    "sign-variance-path": (
+    MistakeKey.SIGN_VARIANCE_PATH: (
         "dx adds the path through the variance instead of subtracting it: the term is -rstd * xhat * mean(g * xhat)",
         lambda s: _dx(s, variance_path=-1),
     ),
-    "mean-path-sum": (
+    MistakeKey.MEAN_PATH_SUM: (
         "The path through the mean subtracts sum(g), not mean(g): the term is -rstd * mean(g), a sum divided by D",
         lambda s: _dx(s, mean_path=s.count),
     ),
-    "variance-path-sum": (
+    MistakeKey.VARIANCE_PATH_SUM: (
         "The path through the variance uses sum(g * xhat), not mean(g * xhat): the term is "
         "-rstd * xhat * mean(g * xhat), a sum divided by D",
         lambda s: _dx(s, variance_path=s.count),
     ),
-    "rows-count": (
+    MistakeKey.ROWS_COUNT: (
         "dx divides by the number of rows N, not by D: mean(g) and mean(g * xhat) average over a row's D features",
         lambda s: _dx(s, mean_path=s.count / s.n_rows, variance_path=s.count / s.n_rows),
     ),
-    "no-rstd": (
+    MistakeKey.NO_RSTD: (
         "dx misses the factor rstd = 1 / sqrt(var + eps): dx = rstd * (g - mean(g) - xhat * mean(g * xhat))",
         lambda s: _dx(s) / s.rstd,
     ),
-    "times-std": (
+    MistakeKey.TIMES_STD: (
         "dx is multiplied by the standard deviation sqrt(var + eps); the factor is rstd = 1 / sqrt(var + eps)",
         lambda s: _dx(s) / s.rstd**2,
     ),
-    "rstd-twice": (
+    MistakeKey.RSTD_TWICE: (
         "dx has the factor rstd twice (rstd² ...); it is rstd * (g - mean(g) - xhat * mean(g * xhat)), once",
         lambda s: _dx(s) * s.rstd,
     ),
-    "variance-path-centred": (
+    MistakeKey.VARIANCE_PATH_CENTRED: (
         "The path through the variance uses x - mean where xhat belongs: the term is -rstd * xhat * mean(g * xhat), "
         "with xhat = (x - mean) * rstd",
         lambda s: s.rstd * (s.g - _mean(s, s.g) - (s.x - s.mean) * _mean(s, s.g * (s.x - s.mean))),
     ),
-    "corrections-ignore-gamma": (
+    MistakeKey.CORRECTIONS_IGNORE_GAMMA: (
         "The two correction terms use dy where g = dy * gamma belongs: "
         "dx = rstd * (g - mean(g) - xhat * mean(g * xhat))",
         lambda s: s.rstd * (s.g - _mean(s, s.dy) - s.xhat * _mean(s, s.dy * s.xhat)),
     ),
-    "direct-ignores-gamma": (
+    MistakeKey.DIRECT_IGNORES_GAMMA: (
         "The direct term uses dy where g = dy * gamma belongs: dx = rstd * (g - mean(g) - xhat * mean(g * xhat))",
         lambda s: s.rstd * (s.dy - _mean(s, s.g) - s.xhat * _mean(s, s.g * s.xhat)),
     ),
-    "gamma-twice": (
+    MistakeKey.GAMMA_TWICE: (
         "dx multiplies by gamma twice: g = dy * gamma already carries it",
         lambda s: _dx(s) * s.w,
     ),
-    "no-eps": (
+    MistakeKey.NO_EPS: (
         BACKWARD_WITHOUT_EPS,
         (  # everything recomputed without eps, or only rstd
             lambda s: layernorm_grads(s.x, s.w, 0.0, s.dy, s.axes)[0],
             lambda s: _dx(s) * np.sqrt((s.var + s.eps) / s.var),
         ),
     ),
-    "eps-ignored": (
+    MistakeKey.EPS_IGNORED: (
         BACKWARD_EPS_IGNORED.format(eps="{s.default_text}"),
         (
             lambda s: layernorm_grads(s.x, s.w, s.default_eps, s.dy, s.axes)[0],
@@ -270,9 +341,9 @@ class _Statistics:
         self.dy = None if dy is None else np.asarray(dy, np.float64)
         self.g = None if dy is None else self.dy * self.w
 
-    def variants(self, key: str) -> list[_Statistics]:
-        """The statistics each variant of a mistake is built from: one per eps constant for "eps-ignored"."""
-        if key != "eps-ignored":
+    def variants(self, key: MistakeKey) -> list[_Statistics]:
+        """The statistics each variant of a mistake is built from: one per eps constant for EPS_IGNORED."""
+        if key is not MistakeKey.EPS_IGNORED:
             return [self]
         # a constant is worth naming where its result stands out from no eps at all at the input's precision
         # (eps over twice the variance is the relative change it makes); below that, "eps is not added" says it
@@ -285,37 +356,40 @@ class _Statistics:
         variant.default_eps, variant.default_text = constant, _eps_text(constant)
         return variant
 
-    def applies(self, key: str) -> bool:
+    def applies(self, key: MistakeKey) -> bool:
         return {
-            "no-eps": self.eps != 0,
-            "no-keepdims": self.x.ndim == 2 and self.x.shape[0] == self.x.shape[1],
-            "last-dim-only": self.n_axes > 1,
-            "unbiased": self.count > 1,
-            "unbiased-eps-outside": self.count > 1,
-            "rows-count": self.n_rows != self.count,
-            "var-batch-axis": len(self.batch_axes) > 0 and self.n_rows > 1,
-            "params-per-row": self.x.ndim == 2 and self.x.shape[0] == self.x.shape[1] == self.w.size,
-            "rows-shifted-down": len(self.x) > 1,
-            "rows-shifted-up": len(self.x) > 1,
-            "row-zero": len(self.x) > 1,
+            MistakeKey.NO_EPS: self.eps != 0,
+            MistakeKey.NO_KEEPDIMS: self.x.ndim == 2 and self.x.shape[0] == self.x.shape[1],
+            MistakeKey.LAST_DIM_ONLY: self.n_axes > 1,
+            MistakeKey.UNBIASED: self.count > 1,
+            MistakeKey.UNBIASED_EPS_OUTSIDE: self.count > 1,
+            MistakeKey.ROWS_COUNT: self.n_rows != self.count,
+            MistakeKey.VAR_BATCH_AXIS: len(self.batch_axes) > 0 and self.n_rows > 1,
+            MistakeKey.PARAMS_PER_ROW: self.x.ndim == 2 and self.x.shape[0] == self.x.shape[1] == self.w.size,
+            MistakeKey.ROWS_SHIFTED_DOWN: len(self.x) > 1,
+            MistakeKey.ROWS_SHIFTED_UP: len(self.x) > 1,
+            MistakeKey.ROW_ZERO: len(self.x) > 1,
         }.get(key, True)
 
 
-def _catalogued(catalogue, stats: _Statistics, fixes: dict[str, str], names=("gamma", "beta")) -> list[Mistake]:
+def _catalogued(catalogue, stats: _Statistics, fixes: Fixes, names=("gamma", "beta")) -> list[Mistake]:
+    stray = [key for key in fixes if key not in catalogue]
+    wrong = [key for key, fix in fixes.items() if fix is not NO_FIX and not (isinstance(fix, str) and fix)]
+    if stray or wrong:  # a checklist's mistake, not the learner's
+        raise ValueError(f"fixes with keys this catalogue lacks {stray}, or a fix neither a text nor NO_FIX {wrong}")
     mistakes = []
     for key, (hint, output) in catalogue.items():
         if key not in fixes or not stats.applies(key):
             continue
         ways = output if isinstance(output, tuple) else (output,)  # some mistakes can be written several ways
         for variant in stats.variants(key):
-            text = hint.format(s=variant).replace("gamma", names[0]).replace("beta", names[1])
-            text += f": {fixes[key]}" if fixes[key] else ""
+            text = with_fix(hint.format(s=variant).replace("gamma", names[0]).replace("beta", names[1]), fixes[key])
             mistakes.extend(Mistake(text, lambda way=way, variant=variant: way(variant)) for way in ways)
     return mistakes
 
 
 def forward_mistakes(
-    x, gamma, beta, eps, fixes: dict[str, str], *, axes=(-1,), default_eps=1e-5, names=("gamma", "beta")
+    x, gamma, beta, eps, fixes: Fixes, *, axes=(-1,), default_eps=1e-5, names=("gamma", "beta")
 ) -> list[Mistake]:
     """The outputs of the catalogued wrong forwards named in `fixes`, each hint ending in its fix.
 
@@ -324,7 +398,7 @@ def forward_mistakes(
     return _catalogued(FORWARD_MISTAKES, _Statistics(x, gamma, beta, eps, axes, default_eps), fixes, names)
 
 
-def gradient_mistakes(x, gamma, eps, dy, fixes: dict[str, str], *, axes=(-1,)) -> list[Mistake]:
+def gradient_mistakes(x, gamma, eps, dy, fixes: Fixes, *, axes=(-1,)) -> list[Mistake]:
     """dx of the catalogued wrong backwards named in `fixes` (hand-written, or autograd cut short)."""
     return _catalogued(GRADIENT_MISTAKES, _Statistics(x, gamma, 0.0, eps, axes, dy=dy), fixes)
 
@@ -448,22 +522,22 @@ def _one_dim_at_a_time(x, order, eps):
     return x
 
 
-FORWARD_MISTAKES["uncentred-variance"] = (
+FORWARD_MISTAKES[MistakeKey.UNCENTRED_VARIANCE] = (
     "The variance is the mean of x² (the raw second moment), without subtracting the mean: average the centred "
     "square, (x - mean)²",
     lambda s: (s.x - s.mean) / np.sqrt((s.x**2).mean(axis=s.axes, keepdims=True) + s.eps) * s.w + s.b,
 )
-FORWARD_MISTAKES["affine-first"] = (
+FORWARD_MISTAKES[MistakeKey.AFFINE_FIRST] = (
     "gamma and beta are applied before normalising (x * gamma + beta is what gets normalised): normalise first, then "
     "scale and shift",
     lambda s: layernorm(s.x * s.w + s.b, 1.0, 0.0, s.eps, s.axes),
 )
-FORWARD_MISTAKES["eps-after-division"] = (
+FORWARD_MISTAKES[MistakeKey.EPS_AFTER_DIVISION] = (
     "eps is added after the division, (x - mean) / sqrt(var) + eps (a missing pair of parentheses): it goes inside "
     "the square root",
     lambda s: ((s.x - s.mean) / np.sqrt(s.var) + s.eps) * s.w + s.b,
 )
-FORWARD_MISTAKES["affine-twice"] = (
+FORWARD_MISTAKES[MistakeKey.AFFINE_TWICE] = (
     "gamma and beta are applied twice (y * gamma + beta once more after a normalisation that applied them)",
     lambda s: s.good * s.w + s.b,
 )

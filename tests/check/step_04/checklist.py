@@ -1,8 +1,8 @@
 """Step 04 checklist: LayerNorm as a PyTorch nn.Module, without PyTorch's own layer norm.
 
-The probes (`torch_side`) build the learner's LayerNorm in their process and send back what it
+The probes (`probes`) build the learner's LayerNorm in their process and send back what it
 computed (tensors arrive as `TensorRecord`s); every verdict is taken here against the oracle. The
-fixes for PyTorch's classic mistakes and the longer checks' judging are in `kit/torch_module.py`.
+fixes for PyTorch's classic mistakes and the longer checks' judging are in `judging.py`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from tests.check.kit import (
     expect_close,
     layernorm,
     random_case,
-    torch_side,
     type_name,
     upstream_gradient,
 )
-from tests.check.kit.torch_module import (
+from tests.check.step_04 import probes
+from tests.check.step_04.judging import (
     as_arg,
     cases_matching,
     gradients_match,
@@ -47,7 +47,7 @@ def parameters_registered(learner):
 
 @checklist.check("normalized_shape is stored as a tuple and eps as given (1e-5 by default)")
 def attributes(learner):
-    found, eps_given = learner.probe(torch_side.attributes, during="creating LayerNorm")
+    found, eps_given = learner.probe(probes.attributes, during="creating LayerNorm")
     for label, expected in (("512", (512,)), ("(3, 4)", (3, 4)), ("[3, 4]", (3, 4))):
         shape, eps = found[label]
         if shape == "<missing>":
@@ -79,7 +79,7 @@ def no_builtin(learner):
         for seed, x_shape, shape in ((41, (3, 8), (8,)), (42, (2, 3, 4), (3, 4)))
     ]
     try:
-        run(learner, torch_side.run_without_builtin, cases)
+        run(learner, probes.run_without_builtin, cases)
     except LearnerError as error:
         if error.exc_type != "BuiltinLayerNormUsed":
             raise
@@ -96,7 +96,7 @@ def no_builtin(learner):
 )
 def worked_example_512(learner):
     x = np.random.default_rng(0).standard_normal((4, 10, 512)).astype(np.float32)
-    y, again = (tensor(out, "output", x.shape, "float32") for out in run(learner, torch_side.forward_twice, 512, x))
+    y, again = (tensor(out, "output", x.shape, "float32") for out in run(learner, probes.forward_twice, 512, x))
     if not np.array_equal(y, again):
         raise Fail(
             f"The output changes from one call to the next on the same input (max difference "
@@ -124,7 +124,7 @@ def worked_example_512(learner):
 @checklist.check("worked example (eps=1e-4): [[[2, 3, 5, 6]]] gives [[[-1.2649, -0.6324, 0.6324, 1.2649]]]")
 def worked_example_eps(learner):
     x = np.array(WORKED_X, np.float32)
-    y = tensor(run(learner, torch_side.forward, 4, x, eps=1e-4), "output", x.shape, "float32")
+    y = tensor(run(learner, probes.forward, 4, x, eps=1e-4), "output", x.shape, "float32")
     return expect_close(y, WORKED_Y, name="output", atol=1e-4, mistakes=mistakes_for(x, np.ones(4), np.zeros(4), 1e-4))
 
 
@@ -171,7 +171,7 @@ def train_eval(learner):
     x, weight, bias = random_case(13, (5, 7), dtype="float32")
     train, evaluation = (
         tensor(y, f"y in {mode}", x.shape, "float32")
-        for y, mode in zip(run(learner, torch_side.modes, x, (weight, bias)), ("train()", "eval()"), strict=True)
+        for y, mode in zip(run(learner, probes.modes, x, (weight, bias)), ("train()", "eval()"), strict=True)
     )
     if not np.array_equal(train, evaluation):
         raise Fail(
@@ -189,11 +189,9 @@ def batch_independent(learner):
     for seed, x_shape, index in ((14, (6, 6), 2), (15, (3, 5, 6), 1)):
         x, weight, bias = random_case(seed, x_shape)
         x[0] = x[0] * 1000.0 + 50.0  # one loud neighbour
-        full = tensor(
-            run(learner, torch_side.forward, 6, x, (weight, bias), dtype="float64"), "y for the batch", x.shape
-        )
+        full = tensor(run(learner, probes.forward, 6, x, (weight, bias), dtype="float64"), "y for the batch", x.shape)
         alone = tensor(
-            run(learner, torch_side.forward, 6, x[index][None], (weight, bias), dtype="float64"),
+            run(learner, probes.forward, 6, x[index][None], (weight, bias), dtype="float64"),
             "y for one item",
             (1, *x.shape[1:]),
         )
@@ -211,7 +209,7 @@ def batch_independent(learner):
 @checklist.check("the input x is not modified")
 def input_untouched(learner):
     x = random_case(16, (4, 5), dtype="float32")[0]
-    if not np.array_equal(tensor(run(learner, torch_side.input_after, x), "x after the call", x.shape), x):
+    if not np.array_equal(tensor(run(learner, probes.input_after, x), "x after the call", x.shape), x):
         raise Fail(
             "x was modified in place (x -= mean, x.sub_(...), x.div_(...)): the caller's tensor changed. "
             "Build new tensors: centred = x - mean."
@@ -222,7 +220,7 @@ def input_untouched(learner):
 @checklist.check("a shape mismatch raises an error naming both shapes, as nn.LayerNorm does")
 def shape_mismatch(learner):
     cases = [(8, (3, 7)), (8, (4, 1)), ((3, 4), (2, 4, 3))]
-    for (shape, x_shape), outcome in zip(cases, outcomes := run(learner, torch_side.mismatches, cases), strict=True):
+    for (shape, x_shape), outcome in zip(cases, outcomes := run(learner, probes.mismatches, cases), strict=True):
         normalized = (shape,) if isinstance(shape, int) else shape
         expected, trailing = ", ".join(map(str, normalized)), tuple(x_shape[-len(normalized) :])
         named = {", ".join(map(str, x_shape)), str(trailing), str(list(trailing))}  # all of x's shape, or its tail

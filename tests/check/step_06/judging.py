@@ -2,7 +2,7 @@
 
 Judge side: the kernel's catalogued mistakes, the positional patterns of a wrong output (rows, the SIMD tail, a
 GPU block's sweep, rows past the grid), the Mojo compiler's messages, and `run_kernel`, which runs a kernel probe
-(`max_side.compiled_kernel`, ...) in the learner's process and turns a kernel's failures into hints.
+(`probes.compiled_kernel`, ...) in the learner's process and turns a kernel's failures into hints.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from tests.check.engine import REPO_ROOT, Fail
-from tests.check.kit import kernel_harness, max_side
 from tests.check.kit.judging import Mistake, expect_array, expect_close, judge_large_mean, layernorm, random_case
-from tests.check.kit.mistakes import forward_mistakes
+from tests.check.kit.mistakes import NO_FIX, MistakeKey, forward_mistakes
 from tests.check.sandbox import LearnerError
+from tests.check.step_06 import kernel_harness, probes
 from tests.check.wire import TensorRecord
 
 KERNEL_FILE = "layer_norm.mojo"
@@ -33,17 +33,19 @@ TODO_GPU = "the GPU path of the fast kernel is still a TODO (see above)."
 # than blocks), and mistakes tied to them are named.
 GPU_BLOCK, GPU_VEC, GPU_MAX_GRID = 256, 4, 65536
 FIXES = {  # the catalogued mistakes of a kernel, and how to fix each in Mojo
-    "eps-ignored": "use the struct's parameter, `Self.epsilon`, in rstd = 1 / sqrt(var + Self.epsilon)",
-    "no-eps": "rstd = 1 / sqrt(var + Self.epsilon)",
-    "unbiased": "divide the sum of squares by width",
-    "eps-outside": "rstd = 1 / sqrt(var + Self.epsilon)",
-    "swapped": "",
-    "no-affine": "y = xhat * gamma + beta",
-    "not-centred": "xhat = (x - mean) * rstd",
-    "times-std": "rstd = 1 / sqrt(var + Self.epsilon)",
-    "rows-shifted-down": "row r must read and write at offset r * width (check the unsafe_offset lines)",
-    "rows-shifted-up": "row r must read and write at offset r * width (check the unsafe_offset lines)",
-    "row-zero": "the row index is not used where x and y are read and written (x_ptr.unsafe_offset(row * width))",
+    MistakeKey.EPS_IGNORED: "use the struct's parameter, `Self.epsilon`, in rstd = 1 / sqrt(var + Self.epsilon)",
+    MistakeKey.NO_EPS: "rstd = 1 / sqrt(var + Self.epsilon)",
+    MistakeKey.UNBIASED: "divide the sum of squares by width",
+    MistakeKey.EPS_OUTSIDE: "rstd = 1 / sqrt(var + Self.epsilon)",
+    MistakeKey.SWAPPED: NO_FIX,
+    MistakeKey.NO_AFFINE: "y = xhat * gamma + beta",
+    MistakeKey.NOT_CENTRED: "xhat = (x - mean) * rstd",
+    MistakeKey.TIMES_STD: "rstd = 1 / sqrt(var + Self.epsilon)",
+    MistakeKey.ROWS_SHIFTED_DOWN: "row r must read and write at offset r * width (check the unsafe_offset lines)",
+    MistakeKey.ROWS_SHIFTED_UP: "row r must read and write at offset r * width (check the unsafe_offset lines)",
+    MistakeKey.ROW_ZERO: (
+        "the row index is not used where x and y are read and written (x_ptr.unsafe_offset(row * width))"
+    ),
 }
 
 
@@ -479,14 +481,7 @@ def _judge_addresses(call, x, gamma, beta, eps, expected, width: str) -> None:
             "(and divide the sums by D)."
         )
     if np.array_equal(unwritten, np.broadcast_to(rows[:, None], unwritten.shape)):
-        bad = np.flatnonzero(rows)
-        if bad[0] == n - len(bad):
-            raise Fail(
-                f"The last {count(len(bad), 'row')} never written: the row loop stops early. Run normalise_row for "
-                "every row, parallelize(normalise_row, rows), with rows = x.shape()[0]."
-            )
-        listed = ", ".join(map(str, bad[:5])) + ("…" if len(bad) > 5 else "")
-        raise Fail(f"Rows {listed} are never written: run normalise_row for every row, rows = x.shape()[0].")
+        fail_on_rows(rows, "never written", "run normalise_row for every row, rows = x.shape()[0]")
     where = tuple(int(i) for i in np.argwhere(unwritten)[0])
     raise Fail(
         f"{int(unwritten.sum())} outputs are never written (first at {where}; the checker's canary values are still "
@@ -563,21 +558,29 @@ def statistics_of_first(head: int, divisor: int, x, gamma, beta, eps) -> np.ndar
     return (x - mean) / np.sqrt(var + eps) * gamma + beta
 
 
+ROW_LOOP_STOPS_EARLY = (
+    "the row loop stops early. Run normalise_row for every row, parallelize(normalise_row, rows), with "
+    "rows = x.shape()[0]."
+)
+
+
+def fail_on_rows(bad_rows: np.ndarray, state: str, fix: str, others: str = "") -> None:
+    """Fail naming the rows in `state` ("wrong", "never written"); the last rows alone: the row loop stops early."""
+    bad, n = np.flatnonzero(bad_rows), len(bad_rows)
+    if bad[0] == n - len(bad):
+        before = ", the rows before right" if others else ""
+        raise Fail(f"The last {count(len(bad), 'row')} {state}{before}: {ROW_LOOP_STOPS_EARLY}")
+    listed = ", ".join(map(str, bad[:5])) + ("…" if len(bad) > 5 else "")
+    rows = f"Row {listed} is" if len(bad) == 1 else f"Rows {listed} are"
+    raise Fail(f"{rows} {state}{', ' + others if others else ''}: {fix}.")
+
+
 def diagnose_positions(y, x, gamma, beta, eps) -> None:
     """Fail naming where the output is wrong, when only some rows or only the last columns are."""
     rows, columns = wrong_positions(y, x, gamma, beta, eps)
     n, d = np.shape(x)
     if rows.any() and not rows.all():
-        bad = np.flatnonzero(rows)
-        if bad[0] == n - len(bad):
-            raise Fail(
-                f"The last {count(len(bad), 'row')} wrong, the rows before right: the row loop stops early. Run "
-                "normalise_row for every row, parallelize(normalise_row, rows), with rows = x.shape()[0]."
-            )
-        listed = ", ".join(map(str, bad[:5])) + ("…" if len(bad) > 5 else "")
-        raise Fail(
-            f"Rows {listed} are wrong, the others right: check the row offset (row * width) of their loads and stores."
-        )
+        fail_on_rows(rows, "wrong", "check the row offset (row * width) of their loads and stores", "the others right")
     if columns.any() and not columns.all() and np.flatnonzero(columns)[0] == d - columns.sum():
         tail = int(columns.sum())
         if any(d % w == tail for w in SIMD_WIDTHS):
@@ -615,7 +618,7 @@ def compiled_run(learner):
         try:
             outputs, _ = run_kernel(
                 learner,
-                max_side.compiled_kernel,
+                probes.compiled_kernel,
                 SPEED_SHAPE[1],
                 gamma,
                 beta,
@@ -670,7 +673,7 @@ def gpu_run(learner, x, gamma, beta, eps):
     n, d = x.shape
     record = run_kernel(
         learner,
-        max_side.eager_on_gpu,
+        probes.eager_on_gpu,
         getattr(learner.options, "device", "auto"),
         x,
         gamma,
@@ -777,7 +780,7 @@ def speed_note(learner, shape, eps) -> list[str]:
     timings says when it was too busy for the ratio to mean much.
     """
     try:
-        times = learner.probe(max_side.speed, *shape, 25, eps, during="timing compiled graphs")
+        times = learner.probe(probes.speed, *shape, 25, eps, during="timing compiled graphs")
     except (Fail, LearnerError) as error:
         return [f"Speed: not measured ({error})."]
     ratio = times["yours"]["median"] / times["builtin"]["median"]

@@ -2,7 +2,7 @@
 
 Placement is judged by behaviour: the block's output is compared with every arrangement of its own
 `ln` and `ff` (recomputed in the learner's process, judged here). The trend is judged on the numbers
-the learner's experiment returns. `--plot PATH` draws them. The judging is in `kit/transformer.py`.
+the learner's experiment returns. `--plot PATH` draws them. The judging is in `judging.py`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.check.kit import Checklist, Fail, LearnerError, Mistake, error_hints, expect_close, torch_side
-from tests.check.kit.transformer import (
+from tests.check.kit import Checklist, Fail, LearnerError, Mistake, error_hints, expect_close
+from tests.check.step_05 import probes
+from tests.check.step_05.judging import (
     describe,
     experiment,
     foundation,
@@ -25,7 +26,7 @@ from tests.check.kit.transformer import (
     silent_sublayer_matches,
 )
 
-D_MODEL, D_FF = torch_side.D_MODEL, torch_side.D_FF
+D_MODEL, D_FF = probes.D_MODEL, probes.D_FF
 EXPERIMENT = {"n_layers": 12, "d_model": 64, "d_ff": 256, "batch": 64, "seeds": list(range(8))}
 POST_GROWTH, PRE_SPREAD, PRE_STREAM_GROWTH = 1.4, 1.4, 1.3  # measured: about 1.85, 1.17 and 1.75
 
@@ -133,7 +134,7 @@ UNCHANGED = (  # what is left when the checks above pass
 )
 @foundation(STRUCTURE)
 def structure(learner):
-    report = learner.probe(torch_side.structure, during="creating the blocks")
+    report = learner.probe(probes.structure, during="creating the blocks")
     for kind, (name, _, _) in PLACEMENT.items():
         found = report[kind]
         if not found["ln"].endswith("LayerNorm") or found["ln_shape"] != (D_MODEL,):
@@ -176,7 +177,7 @@ def residual(learner):
 )
 @foundation(STACK)
 def stacks(learner):
-    report = learner.probe(torch_side.stacks, during="calling build_stack")
+    report = learner.probe(probes.stacks, during="calling build_stack")
     for kind, (name, _, _) in PLACEMENT.items():
         found = report[kind]
         if not found["sequential"]:
@@ -261,7 +262,7 @@ def judge_reseeding(after_seeds) -> None:
 def gradient_norms(learner):
     for kind in ("pre", "post"):
         with in_place_named(), error_hints({NO_GRAPH: NO_GRAPH_HINT}):
-            report = learner.probe(torch_side.gradient_report, kind, 4, during="calling gradient_norms")
+            report = learner.probe(probes.gradient_report, kind, 4, during="calling gradient_norms")
         n = report["n_blocks"]
         per_block = len(report["grads:mean"][0])
         returned = len(report["first"]) if isinstance(report["first"], list) else None

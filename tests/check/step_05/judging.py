@@ -1,7 +1,7 @@
 """Judging step 05's transformer blocks: where a block puts its LayerNorm, its residual connection, and the
 gradient-norm experiment's numbers (and their figure).
 
-Judge side: the blocks run in the learner's process through `torch_side`; verdicts are taken here.
+Judge side: the blocks run in the learner's process through `probes`; verdicts are taken here.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from tests.check.engine import Fail, explain, root_cause
-from tests.check.kit import torch_side
 from tests.check.kit.judging import Mistake, expect_array, expect_close, type_name
 from tests.check.sandbox import LearnerError, LearnerOverLimit
+from tests.check.step_05 import probes
 
 
 def block_output(y, name, shape=None) -> np.ndarray:
@@ -67,7 +67,7 @@ def judge_placement(learner, kind, placement) -> str:
     }
     for seed in (1, 2):
         with in_place_named():
-            result = learner.probe(torch_side.arrangements, kind, seed, during=f"calling {name}.forward")
+            result = learner.probe(probes.arrangements, kind, seed, during=f"calling {name}.forward")
         found = {key: value.values for key, value in result["candidates"].items()}
         y = block_output(result["y"], name)
         before, after = (expect_array(result[key], "x", kind="torch") for key in ("x", "x_after"))
@@ -181,7 +181,7 @@ def experiment(learner, settings: dict) -> dict:
     """The learner's run_experiment with these arguments, validated (once per run)."""
     if "experiment" not in learner.memo:
         with in_place_named():
-            result = learner.probe(torch_side.experiment, settings, during="running run_experiment")
+            result = learner.probe(probes.experiment, settings, during="running run_experiment")
         if not isinstance(result, dict) or set(result) != {"pre", "post"}:
             raise Fail(f"run_experiment returned {result!r:.100}; expected {{'pre': {{...}}, 'post': {{...}}}}.")
         for kind in ("pre", "post"):
@@ -198,7 +198,7 @@ def _global(parameters) -> float:
 
 
 def gradient_norm_variants(report: dict, n: int) -> tuple[list[float], dict[str, list[float]]]:
-    """The right per-block norms from `torch_side.gradient_report`'s per-parameter sizes, and the wrong ones learners
+    """The right per-block norms from `probes.gradient_report`'s per-parameter sizes, and the wrong ones learners
     compute instead (another norm, other parameters, another loss, the parameters' own values), by key."""
     blocks = report["grads:mean"][:n]
 
@@ -251,7 +251,7 @@ def silent_sublayer_matches(learner, placement) -> str:
     """With ff's output forced to zero, a Pre-LN block must return x and a Post-LN block ln(x)."""
     for kind, target in (("pre", "x"), ("post", "ln(x)")):
         name, formula, _ = placement[kind]
-        result = learner.probe(torch_side.with_silent_sublayer, kind, 3, during=f"calling {name}.forward")
+        result = learner.probe(probes.with_silent_sublayer, kind, 3, during=f"calling {name}.forward")
         found = {key: value.values for key, value in result.items() if key != "y"}
         y, silent = (
             block_output(result["y"], name, found["x"].shape),

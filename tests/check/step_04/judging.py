@@ -1,7 +1,7 @@
 """Judging step 04's PyTorch LayerNorm module: the fixes for PyTorch's classic mistakes, the learner's forward
 against the oracle, and the longer checks (parameters, gradients, state_dict, low precision).
 
-Judge side: the module runs in the learner's process through `torch_side`; verdicts are taken here.
+Judge side: the module runs in the learner's process through `probes`; verdicts are taken here.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 from tests.check.engine import Fail
-from tests.check.kit import torch_side
 from tests.check.kit.judging import (
     error_hints,
     expect_array,
@@ -19,39 +18,40 @@ from tests.check.kit.judging import (
     random_case,
     upstream_gradient,
 )
-from tests.check.kit.mistakes import axes_mistakes, forward_mistakes, gradient_mistakes
+from tests.check.kit.mistakes import NO_FIX, MistakeKey, axes_mistakes, forward_mistakes, gradient_mistakes
 from tests.check.sandbox import LearnerError
+from tests.check.step_04 import probes
 
-NAMES = torch_side.NAMES
+NAMES = probes.NAMES
 FIXES = {  # the catalogued mistakes, and how to fix each in PyTorch
-    "eps-ignored": "store it (self.eps = eps) and use self.eps",
-    "no-eps": "use torch.sqrt(var + self.eps)",
-    "last-dim-only": "dim=tuple(range(-len(self.normalized_shape), 0))",
-    "unbiased": "torch.var and torch.std default to D-1; use x.var(dim, keepdim=True, unbiased=False) (or "
+    MistakeKey.EPS_IGNORED: "store it (self.eps = eps) and use self.eps",
+    MistakeKey.NO_EPS: "use torch.sqrt(var + self.eps)",
+    MistakeKey.LAST_DIM_ONLY: "dim=tuple(range(-len(self.normalized_shape), 0))",
+    MistakeKey.UNBIASED: "torch.var and torch.std default to D-1; use x.var(dim, keepdim=True, unbiased=False) (or "
     "correction=0), or ((x - mean)**2).mean(dim)",
-    "unbiased-eps-outside": "use (x - mean) / torch.sqrt(var + eps) with the biased var",
-    "eps-outside": "use (x - mean) / torch.sqrt(var + eps) (or * torch.rsqrt(var + eps)), not / (std + eps)",
-    "batch-axis": "LayerNorm normalises each position over its own trailing normalized_shape dims",
-    "whole": "reduce over the trailing normalized_shape dims only, with keepdim=True",
-    "no-affine": "return x_hat * self.weight + self.bias",
-    "beta-first": "compute x_hat * weight + bias",
-    "swapped": "",
-    "by-variance": "use torch.sqrt(var + eps)",
-    "not-centred": "x_hat = (x - mean) / sqrt(var + eps)",
-    "times-std": "divide by torch.sqrt(var + eps), or multiply by torch.rsqrt(var + eps)",
-    "uncentred-variance": "var = ((x - mean) ** 2).mean(dims, keepdim=True)",
-    "affine-first": "y = (x - mean) / torch.sqrt(var + eps) * weight + bias",
-    "eps-after-division": "(x - mean) / torch.sqrt(var + self.eps)",
-    "affine-twice": "apply weight and bias once",
+    MistakeKey.UNBIASED_EPS_OUTSIDE: "use (x - mean) / torch.sqrt(var + eps) with the biased var",
+    MistakeKey.EPS_OUTSIDE: "use (x - mean) / torch.sqrt(var + eps) (or * torch.rsqrt(var + eps)), not / (std + eps)",
+    MistakeKey.BATCH_AXIS: "LayerNorm normalises each position over its own trailing normalized_shape dims",
+    MistakeKey.WHOLE: "reduce over the trailing normalized_shape dims only, with keepdim=True",
+    MistakeKey.NO_AFFINE: "return x_hat * self.weight + self.bias",
+    MistakeKey.BETA_FIRST: "compute x_hat * weight + bias",
+    MistakeKey.SWAPPED: NO_FIX,
+    MistakeKey.BY_VARIANCE: "use torch.sqrt(var + eps)",
+    MistakeKey.NOT_CENTRED: "x_hat = (x - mean) / sqrt(var + eps)",
+    MistakeKey.TIMES_STD: "divide by torch.sqrt(var + eps), or multiply by torch.rsqrt(var + eps)",
+    MistakeKey.UNCENTRED_VARIANCE: "var = ((x - mean) ** 2).mean(dims, keepdim=True)",
+    MistakeKey.AFFINE_FIRST: "y = (x - mean) / torch.sqrt(var + eps) * weight + bias",
+    MistakeKey.EPS_AFTER_DIVISION: "(x - mean) / torch.sqrt(var + self.eps)",
+    MistakeKey.AFFINE_TWICE: "apply weight and bias once",
 }
 CUT = (
     "the {} cut from the graph (.detach(), .item(), .data or torch.no_grad()), so autograd misses that gradient. "
     "Compute the statistics with ordinary torch operations on x"
 )
 DX_FIXES = {
-    "no-mean-path": CUT.format("mean is"),
-    "no-variance-path": CUT.format("variance is"),
-    "constant-statistics": CUT.format("mean and the variance are"),
+    MistakeKey.NO_MEAN_PATH: CUT.format("mean is"),
+    MistakeKey.NO_VARIANCE_PATH: CUT.format("variance is"),
+    MistakeKey.CONSTANT_STATISTICS: CUT.format("mean and the variance are"),
 }
 FORWARD_ERRORS = {
     "Can't call numpy() on Tensor that requires grad": (
@@ -109,7 +109,7 @@ def mistakes_for(x, weight, bias, eps=1e-5):
 
 def forward_matches(learner, x, weight, bias, *, eps=1e-5, dtype="float64", atol=None, name="y") -> str:
     shape = np.shape(weight)
-    out = run(learner, torch_side.forward, as_arg(shape), x, (weight, bias), eps=eps, dtype=dtype)
+    out = run(learner, probes.forward, as_arg(shape), x, (weight, bias), eps=eps, dtype=dtype)
     y = tensor(out, name, x.shape, dtype)
     return expect_close(
         y,
@@ -134,7 +134,7 @@ def cases_matching(learner, cases, normalized_shape=None) -> str:
 def parameters_are_trainable(learner) -> str:
     """LayerNorm(512)'s weight and bias: trainable nn.Parameters of the right shape and start; one SGD step moves
     them."""
-    report = run(learner, torch_side.parameters)
+    report = run(learner, probes.parameters)
     for name, init in (("weight", "ones"), ("bias", "zeros")):
         info, make = report[name], f"self.{name} = nn.Parameter(torch.{init}(self.normalized_shape))"
         if not info["tensor"]:
@@ -171,7 +171,7 @@ def parameters_are_trainable(learner) -> str:
                 f"LayerNorm((3, 4)).{name} has shape {shape}, expected (3, 4): a tuple normalized_shape "
                 "needs parameters of that whole shape, torch.ones(self.normalized_shape)."
             )
-    for name, (before, after) in zip(NAMES, run(learner, torch_side.sgd_step), strict=True):
+    for name, (before, after) in zip(NAMES, run(learner, probes.sgd_step), strict=True):
         if np.array_equal(tensor(before, name, (512,)), tensor(after, name, (512,))):
             raise Fail(
                 f"One SGD step over layer.parameters() did not change `{name}`: its gradient does not reach "
@@ -192,7 +192,7 @@ def gradients_match(learner) -> str:
     ):
         x, weight, bias = random_case(seed, x_shape, shape, dtype)
         dy, axes = upstream_gradient(seed, x_shape, dtype), axes_of(shape)
-        result = run(learner, torch_side.gradients, as_arg(shape), x, (weight, bias), dy)
+        result = run(learner, probes.gradients, as_arg(shape), x, (weight, bias), dy)
         y = tensor(result["y"], "y", x_shape, dtype)
         expect_close(
             y,
@@ -232,7 +232,7 @@ def state_dicts_exchange(learner) -> str:
     for seed, x_shape, shape in ((11, (3, 6), (6,)), (12, (2, 3, 4), (3, 4))):
         x, w1, b1 = random_case(seed, x_shape, shape, "float32")
         _, w2, b2 = random_case(seed + 1, x_shape, shape, "float32")
-        keys, *loaded = run(learner, torch_side.state_dict_exchange, as_arg(shape), x, (w1, b1), (w2, b2))
+        keys, *loaded = run(learner, probes.state_dict_exchange, as_arg(shape), x, (w1, b1), (w2, b2))
         if keys != ["bias", "weight"]:
             missing, extra = sorted({"bias", "weight"} - set(keys)), sorted(set(keys) - {"bias", "weight"})
             advice = [f"{' and '.join(missing)} must be nn.Parameters with exactly these names"] if missing else []
@@ -267,7 +267,7 @@ def low_precision_matches(learner) -> str:
     for dtype, offset, atol, rtol in (("float16", 300.0, 2e-3, 1e-3), ("bfloat16", 100.0, 1e-2, 8e-3)):
         x = (offset + np.random.default_rng(17).normal(size=(64, 128))).astype(np.float32)
         _, weight, bias = random_case(18, (64, 128), dtype="float32")
-        seen, out = run(learner, torch_side.low_precision, x, (weight, bias), dtype)
+        seen, out = run(learner, probes.low_precision, x, (weight, bias), dtype)
         seen = tensor(seen, "x", x.shape).astype(np.float32)
         # The same values in float32 first: a wrong forward is named as such, not as a precision problem. Rows around
         # 100-300 cost a correct float32 LayerNorm about 2 digits; the moments formula loses far more.
@@ -305,9 +305,7 @@ def keywords_like_nn_layernorm(learner) -> str:
     """elementwise_affine=False and bias=False, where __init__ takes them: the parameters and output of
     nn.LayerNorm's."""
     x, weight, _ = random_case(19, (4, 6), dtype="float32")
-    found = learner.probe(
-        torch_side.keyword_variants, x, weight, during="creating LayerNorm with nn.LayerNorm's keywords"
-    )
+    found = learner.probe(probes.keyword_variants, x, weight, during="creating LayerNorm with nn.LayerNorm's keywords")
     if not found:
         return "not taken by your LayerNorm (optional)"
     for keyword, parameters, scale in (

@@ -1,4 +1,4 @@
-"""Step 02 checklist: LayerNorm backward in NumPy (its judging, and the naming of its mistakes: kit.backward)."""
+"""Step 02 checklist: LayerNorm backward in NumPy (its judging, and the naming of its mistakes: `judging`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from tests.check.kit import (
     relative_error,
     upstream_gradient,
 )
-from tests.check.kit.backward import (
+from tests.check.step_02.judging import (
     BACKWARD,
     FORWARD,
     FORWARD_WRONG,

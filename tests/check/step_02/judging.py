@@ -35,9 +35,13 @@ from tests.check.kit.judging import (
 )
 from tests.check.kit.mistakes import (
     GRADIENT_MISTAKES,
+    NO_FIX,
+    Fixes,
+    MistakeKey,
     forward_mistakes,
     gradient_mistakes,
     parameter_gradient_mistakes,
+    with_fix,
 )
 from tests.check.kit.numpy_side import NUMPY_FIXES, forward_diagnosis
 from tests.check.sandbox import LearnerError, LearnerOverLimit
@@ -94,7 +98,7 @@ def probe_gradients(x, gamma, eps, seed: int) -> dict[str, np.ndarray]:
     return {"random": rng.normal(size=rows.x.shape), **{name: value / gamma for name, value in g.items()}}
 
 
-def name_dx(x, gamma, eps, dys: dict, dxs: dict, fixes: dict[str, str]) -> str | None:
+def name_dx(x, gamma, eps, dys: dict, dxs: dict, fixes: Fixes) -> str | None:
     """The hint naming what the learner's dx (`dxs`, one per probe of `dys`) gets wrong, or None when it is right
     at every probe."""
     gamma = np.reshape(np.asarray(gamma, np.float64), -1)
@@ -123,25 +127,25 @@ def _candidates(term: str, rows: _Rows) -> list[tuple[np.ndarray, str]]:
     m2, d, n, rstd = rows.m2, rows.d, rows.n, rows.rstd
     if term == "direct":  # right: k = 1
         return [
-            (1 / rstd, "no-rstd"),
-            (1 / rstd**2, "times-std"),
-            (rstd, "rstd-twice"),
-            (np.sqrt((rows.var + rows.eps) / rows.var), "no-eps"),
-            (-np.ones_like(rstd), "sign"),
+            (1 / rstd, MistakeKey.NO_RSTD),
+            (1 / rstd**2, MistakeKey.TIMES_STD),
+            (rstd, MistakeKey.RSTD_TWICE),
+            (np.sqrt((rows.var + rows.eps) / rows.var), MistakeKey.NO_EPS),
+            (-np.ones_like(rstd), MistakeKey.SIGN),
         ]
     if term == "mean":  # right: k = 0
         return [
-            (np.ones_like(rstd), "no-mean-path"),
-            (2 * np.ones_like(rstd), "sign-mean-path"),
-            (1 - d * np.ones_like(rstd), "mean-path-sum"),
-            (1 - d / n * np.ones_like(rstd), "rows-count"),
+            (np.ones_like(rstd), MistakeKey.NO_MEAN_PATH),
+            (2 * np.ones_like(rstd), MistakeKey.SIGN_MEAN_PATH),
+            (1 - d * np.ones_like(rstd), MistakeKey.MEAN_PATH_SUM),
+            (1 - d / n * np.ones_like(rstd), MistakeKey.ROWS_COUNT),
         ]
     return [  # the variance: right k = 1 - m2
-        (np.ones_like(rstd), "no-variance-path"),
-        (1 + m2, "sign-variance-path"),
-        (1 - d * m2, "variance-path-sum"),
-        (1 - d / n * m2, "rows-count"),
-        (1 - m2 / rstd**2, "variance-path-centred"),
+        (np.ones_like(rstd), MistakeKey.NO_VARIANCE_PATH),
+        (1 + m2, MistakeKey.SIGN_VARIANCE_PATH),
+        (1 - d * m2, MistakeKey.VARIANCE_PATH_SUM),
+        (1 - d / n * m2, MistakeKey.ROWS_COUNT),
+        (1 - m2 / rstd**2, MistakeKey.VARIANCE_PATH_CENTRED),
     ]
 
 
@@ -158,7 +162,7 @@ def _term_verdict(term, rows: _Rows, g, dx, expected, dtype, fixes) -> str | Non
         return f"{TERMS[term]} is off: {where}, {right}; yours is not a multiple of g = dy * gamma there."
     for factor, key in _candidates(term, rows):
         if np.allclose(k, factor, rtol=1e-3, atol=1e-6):
-            return GRADIENT_MISTAKES[key][0] + (f": {fixes[key]}" if fixes.get(key) else "")
+            return with_fix(GRADIENT_MISTAKES[key][0], fixes.get(key, NO_FIX))
     if right_k not in ("0", "1"):  # a k that differs row by row: its values
         right_k += " = " + _span((expected * basis).sum(axis=-1) / (basis * basis).sum(axis=-1))
     return (
@@ -181,27 +185,27 @@ def name_parameter_gradient(name: str, x, gamma, eps, dy, actual) -> str | None:
 
 # -- the learner's backward (step 02) --------------------------------------------------------------
 NUMPY_DX_FIXES = {  # the catalogued wrong backwards, and how to fix each in NumPy
-    "no-mean-path": "subtract mean(g) along the row (g = dy * gamma)",
-    "no-variance-path": "subtract xhat * mean(g * xhat) along the row",
-    "constant-statistics": "",
-    "ignores-gamma": "",
-    "sign": "",
-    "batch-axis": "axis=1, keepdims=True",
-    "unbiased": "",
-    "sign-mean-path": "",
-    "sign-variance-path": "",
-    "mean-path-sum": "g.mean(axis=1, keepdims=True)",
-    "variance-path-sum": "(g * xhat).mean(axis=1, keepdims=True)",
-    "rows-count": "D is x.shape[1]; x.shape[0] is the number of rows",
-    "no-rstd": "",
-    "times-std": "",
-    "rstd-twice": "",
-    "variance-path-centred": "",
-    "corrections-ignore-gamma": "",
-    "direct-ignores-gamma": "",
-    "gamma-twice": "",
-    "no-eps": "",
-    "eps-ignored": "",
+    MistakeKey.NO_MEAN_PATH: "subtract mean(g) along the row (g = dy * gamma)",
+    MistakeKey.NO_VARIANCE_PATH: "subtract xhat * mean(g * xhat) along the row",
+    MistakeKey.CONSTANT_STATISTICS: NO_FIX,
+    MistakeKey.IGNORES_GAMMA: NO_FIX,
+    MistakeKey.SIGN: NO_FIX,
+    MistakeKey.BATCH_AXIS: "axis=1, keepdims=True",
+    MistakeKey.UNBIASED: NO_FIX,
+    MistakeKey.SIGN_MEAN_PATH: NO_FIX,
+    MistakeKey.SIGN_VARIANCE_PATH: NO_FIX,
+    MistakeKey.MEAN_PATH_SUM: "g.mean(axis=1, keepdims=True)",
+    MistakeKey.VARIANCE_PATH_SUM: "(g * xhat).mean(axis=1, keepdims=True)",
+    MistakeKey.ROWS_COUNT: "D is x.shape[1]; x.shape[0] is the number of rows",
+    MistakeKey.NO_RSTD: NO_FIX,
+    MistakeKey.TIMES_STD: NO_FIX,
+    MistakeKey.RSTD_TWICE: NO_FIX,
+    MistakeKey.VARIANCE_PATH_CENTRED: NO_FIX,
+    MistakeKey.CORRECTIONS_IGNORE_GAMMA: NO_FIX,
+    MistakeKey.DIRECT_IGNORES_GAMMA: NO_FIX,
+    MistakeKey.GAMMA_TWICE: NO_FIX,
+    MistakeKey.NO_EPS: NO_FIX,
+    MistakeKey.EPS_IGNORED: NO_FIX,
 }
 # Where the forward is wrong, the gradients cannot be judged: they are reported once, under the forward's check.
 FORWARD_WRONG = "the forward differs from the float64 oracle"

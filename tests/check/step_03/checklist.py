@@ -1,7 +1,7 @@
 """Step 03 checklist: LayerNorm as a Modular MAX module.
 
 The worked example's twelve lines come first, each verified by running the learner's code; then 2-D/3-D inputs,
-the from-scratch composition and the compiled graph (judged in `kit/max_module.py`). Every check reuses one feature
+the from-scratch composition and the compiled graph (judged in `judging.py`). Every check reuses one feature
 size and float32: MAX compiles a kernel the first time it meets an op (about 12 s each on a small machine), so the
 eager kernels a LayerNorm meets are compiled together, once, while a second process compiles the learner's graph.
 """
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.check.kit import Checklist, Fail, expect_close, forward_mistakes, layernorm, max_side
-from tests.check.kit.max_module import (
+from tests.check.kit import NO_FIX, Checklist, Fail, MistakeKey, expect_close, forward_mistakes, layernorm
+from tests.check.step_03 import probes
+from tests.check.step_03.judging import (
     DIM,
     add_device_and_dtype_options,
     compile_arguments_honoured,
@@ -35,30 +36,30 @@ from tests.check.kit.max_module import (
 EAGER_TIMEOUT = 180.0  # a check that may meet an op for the first time compiles its kernel
 GRAPH_TIMEOUT = 240.0  # a graph compile, cold, on a busy two-core machine
 FIXES = {  # the catalogued mistakes of a module around F.layer_norm, and how to fix each
-    "eps-ignored": "epsilon looks hard-coded. Pass epsilon=self.eps to F.layer_norm",
-    "swapped": "pass gamma=self.weight, beta=self.bias",
-    "no-affine": "pass gamma=self.weight and beta=self.bias to F.layer_norm (not fresh ones and zeros)",
-    "no-beta": "pass beta=self.bias",
-    "no-gamma": "pass gamma=self.weight",
-    "affine-twice": "return F.layer_norm(...) as it is: it applies gamma and beta itself",
+    MistakeKey.EPS_IGNORED: "epsilon looks hard-coded. Pass epsilon=self.eps to F.layer_norm",
+    MistakeKey.SWAPPED: "pass gamma=self.weight, beta=self.bias",
+    MistakeKey.NO_AFFINE: "pass gamma=self.weight and beta=self.bias to F.layer_norm (not fresh ones and zeros)",
+    MistakeKey.NO_BETA: "pass beta=self.bias",
+    MistakeKey.NO_GAMMA: "pass gamma=self.weight",
+    MistakeKey.AFFINE_TWICE: "return F.layer_norm(...) as it is: it applies gamma and beta itself",
 }
 SCRATCH_FIXES = {  # ... and of a composition of MAX primitives
-    "eps-ignored": "use the `eps` argument, not a constant",
-    "no-eps": "use F.rsqrt(var + eps)",
-    "unbiased": "F.mean((x - mean) * (x - mean), axis=-1) divides by dim",
-    "eps-outside": "use F.rsqrt(var + eps), not 1 / (F.sqrt(var) + eps)",
-    "batch-axis": "take the mean and variance over the last axis (axis=-1, the features), not axis=0",
-    "whole": "take them per row, with axis=-1",
-    "no-affine": "return xhat * gamma + beta",
-    "swapped": "",
-    "beta-first": "compute xhat * gamma + beta",
-    "by-variance": "use F.rsqrt(var + eps)",
-    "not-centred": "xhat = (x - mean) * F.rsqrt(var + eps)",
-    "times-std": "use F.rsqrt(var + eps) (1/sqrt), or divide by F.sqrt(var + eps)",
-    "uncentred-variance": "var = F.mean((x - mean) * (x - mean), axis=-1)",
-    "affine-first": "return xhat * gamma + beta",
-    "eps-after-division": "use F.rsqrt(var + eps)",
-    "affine-twice": "return xhat * gamma + beta, once",
+    MistakeKey.EPS_IGNORED: "use the `eps` argument, not a constant",
+    MistakeKey.NO_EPS: "use F.rsqrt(var + eps)",
+    MistakeKey.UNBIASED: "F.mean((x - mean) * (x - mean), axis=-1) divides by dim",
+    MistakeKey.EPS_OUTSIDE: "use F.rsqrt(var + eps), not 1 / (F.sqrt(var) + eps)",
+    MistakeKey.BATCH_AXIS: "take the mean and variance over the last axis (axis=-1, the features), not axis=0",
+    MistakeKey.WHOLE: "take them per row, with axis=-1",
+    MistakeKey.NO_AFFINE: "return xhat * gamma + beta",
+    MistakeKey.SWAPPED: NO_FIX,
+    MistakeKey.BETA_FIRST: "compute xhat * gamma + beta",
+    MistakeKey.BY_VARIANCE: "use F.rsqrt(var + eps)",
+    MistakeKey.NOT_CENTRED: "xhat = (x - mean) * F.rsqrt(var + eps)",
+    MistakeKey.TIMES_STD: "use F.rsqrt(var + eps) (1/sqrt), or divide by F.sqrt(var + eps)",
+    MistakeKey.UNCENTRED_VARIANCE: "var = F.mean((x - mean) * (x - mean), axis=-1)",
+    MistakeKey.AFFINE_FIRST: "return xhat * gamma + beta",
+    MistakeKey.EPS_AFTER_DIVISION: "use F.rsqrt(var + eps)",
+    MistakeKey.AFFINE_TWICE: "return xhat * gamma + beta, once",
 }
 
 
@@ -68,7 +69,7 @@ checklist = Checklist(
         "max.experimental.tensor",
         "max.experimental.nn",
         "max.experimental.functional",
-        "tests.check.kit.max_side",
+        probes.__name__,
     ),
     import_timeout=180.0,
     default_timeout=60.0,
@@ -76,14 +77,14 @@ checklist = Checklist(
     add_arguments=add_device_and_dtype_options,
     notes=version_notes,
     after=where_it_ran,
-    import_hints={"module_v3": max_side.MODULE_HINT},
+    import_hints={"module_v3": probes.MODULE_HINT},
 )
 
 
 # -- the worked example's twelve lines ------------------------------------------------------------
 @checklist.check("functional module is correctly imported as F from max.experimental")
 def functional_imported(learner):
-    found = learner.probe(max_side.imports, during="reading your imports")
+    found = learner.probe(probes.imports, during="reading your imports")
     if found["functional"]:
         return "as F" if "F" in found["functional"] else f"as {found['functional'][0]}; the tutorial calls it F"
     if found["layer_norm"]:
@@ -96,7 +97,7 @@ def functional_imported(learner):
 
 @checklist.check("Tensor is correctly imported from max.experimental.tensor")
 def tensor_imported(learner):
-    found = learner.probe(max_side.imports, during="reading your imports")
+    found = learner.probe(probes.imports, during="reading your imports")
     if found["tensor"]:
         return "" if "Tensor" in found["tensor"] else f"as {found['tensor'][0]}"
     if found["tensor_module"]:
@@ -109,7 +110,7 @@ def tensor_imported(learner):
 
 @checklist.check("LayerNorm class exists (a max.experimental.nn Module with a forward method)")
 def class_exists(learner):
-    return learner.probe(max_side.class_report, during="looking at your LayerNorm class")
+    return learner.probe(probes.class_report, during="looking at your LayerNorm class")
 
 
 @checklist.check("Tensor.ones is used for weight initialization (weight starts as all ones)", timeout=EAGER_TIMEOUT)

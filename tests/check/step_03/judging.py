@@ -1,7 +1,7 @@
 """Judging step 03's MAX LayerNorm module: the run's dtype and tolerances, the learner's module and forward as
 arrays, and the checks beyond the worked example (2-D/3-D inputs, the from-scratch path, the compiled graph).
 
-Judge side: every probe runs in the learner's process through `max_side`; verdicts are taken here.
+Judge side: every probe runs in the learner's process through `probes`; verdicts are taken here.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from contextlib import contextmanager
 import numpy as np
 
 from tests.check.engine import Fail
-from tests.check.kit import max_side
 from tests.check.kit.judging import (
     Mistake,
     error_hints,
@@ -24,12 +23,14 @@ from tests.check.kit.judging import (
     tolerance,
     type_name,
 )
+from tests.check.kit.max_side import add_device_option
 from tests.check.kit.mistakes import axes_mistakes, forward_mistakes
 from tests.check.sandbox import LearnerError
+from tests.check.step_03 import probes
 from tests.check.wire import TensorRecord
 
 EXPECTED_MAX = "26.7.0"  # the pin in pyproject.toml; the step is written against this API
-DIM = max_side.DIM
+DIM = probes.DIM
 
 
 def installed_max_version() -> str | None:
@@ -60,7 +61,7 @@ def version_notes(options=None) -> list[str]:
 
 def add_device_and_dtype_options(parser) -> None:
     """Step 03's options: --device and --dtype."""
-    max_side.add_device_option(parser, "where MAX runs the checks (default auto: an accelerator when MAX sees one)")
+    add_device_option(parser, "where MAX runs the checks (default auto: an accelerator when MAX sees one)")
     parser.add_argument(
         "--dtype",
         choices=("auto", "float32", "bfloat16"),
@@ -72,7 +73,7 @@ def add_device_and_dtype_options(parser) -> None:
 def where_it_ran(learner, options, report) -> list[str]:
     """The note after the checks: the device (and the dtype, unless float32) they ran on."""
     try:
-        where = learner.probe(max_side.device_label, options.device, during="reading the device")
+        where = learner.probe(probes.device_label, options.device, during="reading the device")
         dtype = dtype_of(learner)
     except (LearnerError, Fail):
         return []
@@ -96,7 +97,7 @@ DTYPE_DEFAULT_ON = {
 def dtype_of(learner) -> str:
     """The dtype the module runs in here: "float32" or "bfloat16" (asked once per run)."""
     if "dtype" not in learner.memo:
-        learner.memo["dtype"] = probe(learner, max_side.session_dtype, during="reading the device's dtype")
+        learner.memo["dtype"] = probe(learner, probes.session_dtype, during="reading the device's dtype")
     return learner.memo["dtype"]
 
 
@@ -120,13 +121,13 @@ def gap_limit(learner, value: float, y) -> float:
 
 
 def fresh(learner, **kwargs) -> dict:
-    return probe(learner, max_side.fresh, during=f"creating LayerNorm({DIM}{', eps=1e-3' if kwargs else ''})", **kwargs)
+    return probe(learner, probes.fresh, during=f"creating LayerNorm({DIM}{', eps=1e-3' if kwargs else ''})", **kwargs)
 
 
 def forward(learner, x, gamma=None, beta=None, eps=None) -> tuple[np.ndarray, list]:
     """The learner's forward on `x` (values of the run's dtype), and its F.layer_norm calls (the dtypes it cast to are
     kept in learner.memo["forward casts"], for `narrowed`)."""
-    report = probe(learner, max_side.forward, x, gamma, beta, eps, during="calling LayerNorm.forward")
+    report = probe(learner, probes.forward, x, gamma, beta, eps, during="calling LayerNorm.forward")
     learner.memo["forward casts"] = report["casts"]
     return output(report["out"], "forward", x.shape, dtype_of(learner)), report["calls"]
 
@@ -207,7 +208,7 @@ def follows_defaults(learner, name) -> None:
     other = "bfloat16" if here == "float32" else "float32"
     if "defaults" not in learner.memo:
         learner.memo["defaults"] = probe(
-            learner, max_side.parameter_defaults, other, during=f"creating LayerNorm({DIM}) with {other} as the default"
+            learner, probes.parameter_defaults, other, during=f"creating LayerNorm({DIM}) with {other} as the default"
         )
     found = learner.memo["defaults"]
     role = "Tensor.ones([dim])" if name == "weight" else "Tensor.zeros([dim])"
@@ -285,7 +286,7 @@ def from_scratch_matches(learner, fixes) -> str:
     xs = [session(learner, rows(10, 6)), session(learner, rows(11, 3) + 100)]
     with error_hints({"realize from a graph context": SYMBOLIC_VALUES}):
         found = probe(
-            learner, max_side.from_scratch, xs, gamma, beta, eps, during="tracing and running layer_norm_from_scratch"
+            learner, probes.from_scratch, xs, gamma, beta, eps, during="tracing and running layer_norm_from_scratch"
         )
     outs, details = found["outputs"], []
     for index, (x, out) in enumerate(zip(xs, outs, strict=True)):
@@ -326,7 +327,7 @@ def compile_arguments_honoured(learner) -> str:
     """compile_layer_norm builds its TensorType from batch_dims and dtype: seen where Module.compile is called."""
     other = "float32" if dtype_of(learner) == "bfloat16" else "bfloat16"
     cases = [(("batch", "seq"), dtype_of(learner)), (("batch",), other)]
-    found = probe(learner, max_side.compile_input_types, cases, during="calling compile_layer_norm")
+    found = probe(learner, probes.compile_input_types, cases, during="calling compile_layer_norm")
     fix = "build it from the arguments: TensorType(dtype, [*batch_dims, dim], device=layer.device)"
     if not all(found):  # compiled some other way (max.experimental.compilation.compile): the next check runs it
         return "not seen: compile_layer_norm does not call Module.compile (the next check runs its graph)"
@@ -344,9 +345,9 @@ def compile_arguments_honoured(learner) -> str:
             )
         if given["dtype"] != dtype:
             raise Fail(f"{call} compiles for {given['dtype']} inputs, not {dtype}: {fix}.")
-        if given.get("eps") is not None and given["eps"] != max_side.COMPILE_EPS:
+        if given.get("eps") is not None and given["eps"] != probes.COMPILE_EPS:
             raise Fail(
-                f"compile_layer_norm({DIM}, eps={max_side.COMPILE_EPS:g}) compiles a LayerNorm whose eps is "
+                f"compile_layer_norm({DIM}, eps={probes.COMPILE_EPS:g}) compiles a LayerNorm whose eps is "
                 f"{given['eps']:g}: it drops its eps argument. Pass it on: LayerNorm(dim, eps=eps)."
             )
     (seq, _), (_, other_dtype) = ([t["dims"], t["dtype"]] for t in (found[0][0], found[1][0]))
@@ -357,7 +358,7 @@ def compiled_graph_matches(learner) -> str:
     """compile_layer_norm's graph on batch sizes 1, 5 and 32, against the oracle and eager forward."""
     xs = [session(learner, rows(20 + n, n)) for n in (1, 5, 32)]
     with compile_hints():
-        results = probe(learner, max_side.compiled, xs, during="compiling with compile_layer_norm")
+        results = probe(learner, probes.compiled, xs, during="compiling with compile_layer_norm")
     worst = 0.0
     for x, result in zip(xs, results, strict=True):
         if "error" in result:
@@ -371,7 +372,7 @@ def compiled_graph_matches(learner) -> str:
             output(result["compiled"], "the compiled graph", x.shape, dtype_of(learner)),
             output(result["eager"], "forward", x.shape, dtype_of(learner)),
         )
-        limit, eps = tol(learner, 1e-4), max_side.COMPILE_EPS
+        limit, eps = tol(learner, 1e-4), probes.COMPILE_EPS
         eps_dropped = Mistake(
             f"The graph of compile_layer_norm({DIM}, eps={eps:g}) normalises with eps=1e-5: compile_layer_norm drops "
             "its eps argument. Pass it on: LayerNorm(dim, eps=eps)",
