@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -264,3 +265,25 @@ def test_checking_never_writes_into_steps():
     for step in ("01", "02"):
         run_checker(step, "--file", f"steps/step_{step}.py")  # --file: the learner's progress stays as it is
     assert _tree_fingerprint(steps) == before
+
+
+@pytest.mark.slow  # fills memory on purpose
+def test_a_time_limit_passed_with_memory_near_its_limit_is_named_as_the_allocation():
+    """Where pages are slow to hand out, a huge allocation passes the time limit before the memory limit."""
+    from tests.check.sandbox import MEMORY_LIMIT, LearnerOutOfMemory, _Watch
+
+    fill = int(MEMORY_LIMIT * 0.6) // 8  # float64s: past half the limit, short of it
+    hog = f"import numpy as np\nx = np.ones({fill})\nprint('ready', flush=True)\nwhile True: pass\n"
+    process = subprocess.Popen([sys.executable, "-c", hog], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        watch = _Watch(process.pid, cpu_limit=0.5, during="calling layernorm_forward")
+        problem = None
+        while problem is None:
+            time.sleep(0.05)
+            problem = watch.problem()
+        assert isinstance(problem, LearnerOutOfMemory), problem
+        assert "GiB of memory when it passed its time limit while calling layernorm_forward" in str(problem)
+    finally:
+        process.kill()
+        process.wait()

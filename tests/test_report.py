@@ -53,6 +53,16 @@ def test_a_shown_cause_still_collapses_its_cascade_and_other_hints_stay():
     assert "… 1 more check not judged until this is fixed (AttributeError at line 3" in text
 
 
+def test_a_skip_reason_is_given_once_and_each_skipped_check_is_still_listed():
+    reason = "--device cpu: the GPU kernel is not run here"
+    results = [Result(f"GPU: {n}", "skipped", reason) for n in ("a", "b", "c")]
+    results.append(Result("other", "skipped", "--only 'x' selects other checks"))
+    text = printed(results)
+    assert text.count(reason) == 1 and "--only 'x' selects other checks" in text, text
+    assert [line.split()[-1] for line in text.splitlines() if line.startswith("⏭")] == ["a", "b", "c", "other"]
+    assert printed(results, verbose=True).count(reason) == 3
+
+
 def checker(*args: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "tests.check", *args]
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)

@@ -16,7 +16,8 @@ class ReportPrinter:
 
     A failure with the same cause as one already shown (the same placeholder's line, the same blocked step)
     is counted instead of repeated, and so is one whose hint is the same but for its numbers ("max error 0.3"
-    and "max error 0.5"): the end of the report names the checks each shown failure also fails.
+    and "max error 0.5"): the end of the report names the checks each shown failure also fails. A skipped
+    check whose reason was given above is listed without it.
     """
 
     def __init__(self, verbose: bool = False, out=None):
@@ -24,6 +25,7 @@ class ReportPrinter:
         self.shown: dict[str, list[str]] = {}  # cause -> names of the later checks it also failed
         self.hints: dict[str, str] = {}  # a shown failure's hint, numbers aside -> that check's name
         self.same_hint: dict[str, list[str]] = {}  # a shown check's name -> the later checks failed with its hint
+        self.skip_reasons: set[str] = set()  # reasons already given for a skipped check
 
     def result(self, result: Result) -> None:
         if result.status == "failed" and not self.verbose:
@@ -37,6 +39,11 @@ class ReportPrinter:
         line = f"{MARKS[result.status]} {result.name}"
         if result.status == "passed":
             self._print(line + (f"  ({result.message})" if result.message else ""))
+        elif result.status == "skipped" and not self.verbose and result.message in self.skip_reasons:
+            self._print(line)  # the same reason as the skip above it: said once
+        elif result.status == "skipped":
+            self.skip_reasons.add(result.message)
+            self._print(f"{line}\n   ↳ {result.message}")
         else:
             self._print(f"{line}\n   ↳ {result.message}")
             if result.cause is not None:

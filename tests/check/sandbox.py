@@ -517,7 +517,15 @@ class _Watch:
             )
         return None
 
-    def _timeout(self, what: str) -> LearnerTimeout:
+    def _timeout(self, what: str) -> LearnerError:
+        _, memory, _ = self._usage()
+        if memory > MEMORY_LIMIT / 2:  # filling memory is slow where pages are slow to hand out: name the allocation
+            return LearnerOutOfMemory(
+                f"the process had grown to {memory / 2**30:.1f} GiB of memory when it passed its time limit while "
+                f"{self.during} ({what.split(', ')[0]}; the memory limit is {MEMORY_LIMIT / 2**30:.0f} GiB) and was "
+                "stopped: an allocation far larger than the inputs?",
+                self.during,
+            )
         return LearnerTimeout(
             f"no answer within the time limit while {self.during}: {what}; {RAISE_LIMITS}", self.during
         )
