@@ -250,11 +250,24 @@ def test_check_workflow_checks_the_started_steps_and_writes_the_summary(repo):
     assert "Running checks for Step 01" in checks.stdout and "Running checks for Step 02" in checks.stdout
     assert "Step 03" not in checks.stdout  # not started
     summary = runner.files["GITHUB_STEP_SUMMARY"].read_text()
-    assert "| 01 | LayerNorm forward in NumPy | steps/step_01.py | done ✅ |" in summary
-    assert "| 03 | LayerNorm as a MAX module | steps/step_03.py | not started |" in summary
+    steps = {row[0]: row for row in table_rows(summary) if row[0].isdigit()}
+    assert steps["01"][1:3] == ["LayerNorm forward in NumPy", "steps/step_01.py"] and steps["01"][-1] == "done ✅"
+    passed, total = steps["01"][3].split("/")
+    assert passed == total and steps["01"][4] == "1"  # every check, at the first attempt
+    assert steps["02"][-1] == "in progress"
+    assert steps["03"][1:3] == ["LayerNorm as a MAX module", "steps/step_03.py"] and steps["03"][-1] == "not started"
     assert "| ❌ | dbeta matches the oracle (random dy) | dbeta has the wrong sign" in summary
     [upload] = [step for step in job["steps"] if step.get("uses", "").startswith("actions/upload-artifact@")]
     reports = repo / upload["with"]["path"]
     assert sorted(path.name for path in reports.iterdir()) == ["step_01.xml", "step_02.xml"]
     failures = {path.name: ET.parse(path).getroot().get("failures") for path in reports.iterdir()}
     assert failures["step_01.xml"] == "0" and int(failures["step_02.xml"]) > 0
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    """The cells of each row of the Markdown tables in `markdown`, stripped."""
+    return [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in markdown.splitlines()
+        if line.startswith("|") and not line.startswith("|---")
+    ]
