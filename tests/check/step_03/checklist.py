@@ -82,29 +82,40 @@ checklist = Checklist(
 
 
 # -- the worked example's twelve lines ------------------------------------------------------------
+def imported(learner, key: str, usual: str, instead: str, instead_note: str, missing: str) -> str:
+    """A note on how the learner's file holds `key` (under the tutorial's name `usual` or another), or what it
+    holds `instead` that serves; Fail with `missing` when neither."""
+    found = learner.probe(probes.imports, during="reading your imports")
+    if found[key]:
+        return "" if usual in found[key] else f"as {found[key][0]}; the tutorial calls it {usual}"
+    if found[instead]:
+        return instead_note.format(found[instead][0])
+    raise Fail(missing)
+
+
 @checklist.check("functional module is correctly imported as F from max.experimental")
 def functional_imported(learner):
-    found = learner.probe(probes.imports, during="reading your imports")
-    if found["functional"]:
-        return "as F" if "F" in found["functional"] else f"as {found['functional'][0]}; the tutorial calls it F"
-    if found["layer_norm"]:
-        return f"layer_norm imported by name as {found['layer_norm'][0]}"
-    raise Fail(
+    return imported(
+        learner,
+        "functional",
+        "F",
+        "layer_norm",
+        "layer_norm imported by name as {}",
         "max.experimental.functional is not imported: add `from max.experimental import functional as F` "
-        "(F.layer_norm, F.mean and F.rsqrt come from it)."
+        "(F.layer_norm, F.mean and F.rsqrt come from it).",
     )
 
 
 @checklist.check("Tensor is correctly imported from max.experimental.tensor")
 def tensor_imported(learner):
-    found = learner.probe(probes.imports, during="reading your imports")
-    if found["tensor"]:
-        return "" if "Tensor" in found["tensor"] else f"as {found['tensor'][0]}"
-    if found["tensor_module"]:
-        return f"through the module {found['tensor_module'][0]}"
-    raise Fail(
+    return imported(
+        learner,
+        "tensor",
+        "Tensor",
+        "tensor_module",
+        "through the module {}",
         "Tensor is not imported: add `from max.experimental.tensor import Tensor` "
-        "(Tensor.ones and Tensor.zeros create the parameters)."
+        "(Tensor.ones and Tensor.zeros create the parameters).",
     )
 
 
@@ -113,33 +124,29 @@ def class_exists(learner):
     return learner.probe(probes.class_report, during="looking at your LayerNorm class")
 
 
+def starts_as(learner, name: str, value: int, why: str) -> str:
+    """'' when the fresh module's parameter `name` is all `value` (1: Tensor.ones, 0: Tensor.zeros); Fail otherwise."""
+    values = parameter(fresh(learner), name, dtype_of(learner))
+    words = {1: ("ones", "Tensor.ones([dim])"), 0: ("zeros", "Tensor.zeros([dim])")}
+    (wanted, creator), (other, _) = words[value], words[1 - value]
+    if np.all(values == 1 - value):
+        raise Fail(
+            f"The {name} starts as {other}: ones and zeros look swapped. gamma = Tensor.ones([dim]) (scale by 1), "
+            "beta = Tensor.zeros([dim]) (shift by 0)."
+        )
+    if not np.all(values == value):
+        raise Fail(f"The {name} starts as {np.round(values[:4], 3)}..., expected all {wanted}: {creator}{why}.")
+    return ""
+
+
 @checklist.check("Tensor.ones is used for weight initialization (weight starts as all ones)", timeout=EAGER_TIMEOUT)
 def weight_ones(learner):
-    weight = parameter(fresh(learner), "weight", dtype_of(learner))
-    if np.all(weight == 0):
-        raise Fail(
-            "The weight starts as zeros: ones and zeros look swapped. gamma = Tensor.ones([dim]) "
-            "(scale by 1), beta = Tensor.zeros([dim]) (shift by 0)."
-        )
-    if not np.all(weight == 1):
-        raise Fail(
-            f"The weight starts as {np.round(weight[:4], 3)}..., expected all ones: Tensor.ones([dim]), so a "
-            "fresh LayerNorm only normalises."
-        )
-    return ""
+    return starts_as(learner, "weight", 1, ", so a fresh LayerNorm only normalises")
 
 
 @checklist.check("Tensor.zeros is used for bias initialization (bias starts as all zeros)", timeout=EAGER_TIMEOUT)
 def bias_zeros(learner):
-    bias = parameter(fresh(learner), "bias", dtype_of(learner))
-    if np.all(bias == 1):
-        raise Fail(
-            "The bias starts as ones: ones and zeros look swapped. beta = Tensor.zeros([dim]) "
-            "(shift by 0), gamma = Tensor.ones([dim])."
-        )
-    if not np.all(bias == 0):
-        raise Fail(f"The bias starts as {np.round(bias[:4], 3)}..., expected all zeros: Tensor.zeros([dim]).")
-    return ""
+    return starts_as(learner, "bias", 0, "")
 
 
 @checklist.check("F.layer_norm is used (forward calls it)", timeout=EAGER_TIMEOUT)
