@@ -182,6 +182,12 @@ _leave_marks()
 """
 
 
+def grade(submissions: Path, out: Path, env: dict, *options: str) -> subprocess.CompletedProcess:
+    """`python -m tests.check grade 01` of a folder of submissions, with `env`."""
+    command = [*CHECKER, "grade", "01", str(submissions), "--out", str(out), *options]
+    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
 def test_a_graded_submission_writes_into_private_folders_that_are_removed(tmp_path):
     subs, home, temp, log = tmp_path / "subs", tmp_path / "home", tmp_path / "temp", tmp_path / "log"
     for folder in (subs, home, temp):
@@ -189,14 +195,7 @@ def test_a_graded_submission_writes_into_private_folders_that_are_removed(tmp_pa
     (subs / "hostile.py").write_text(before_the_forward("    _leave_marks()\n") + HOSTILE_MARKS)
     env = dict(os.environ, HOME=str(home), TMPDIR=str(temp), HOSTILE_LOG=str(log))
     try:
-        graded = subprocess.run(
-            [*CHECKER, "grade", "01", str(subs), "--out", str(tmp_path / "grades"), "--jobs", "1"],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        graded = grade(subs, tmp_path / "grades", env, "--jobs", "1")
     finally:
         in_the_repository = REPO_ROOT / "hostile-marker"
         left_in_the_repository = in_the_repository.exists()
@@ -220,14 +219,7 @@ def test_graded_submissions_share_the_graders_max_kernel_cache(tmp_path):
     where_max_caches = "from max._core import engine\nprint(engine.max_cache_dir(), file=open({!r}, 'a'))\n"
     (subs / "reads_the_cache.py").write_text(SOLUTION + where_max_caches.format(str(log)))
     env = dict(os.environ, HOME=str(home), TMPDIR=str(temp))
-    graded = subprocess.run(
-        [*CHECKER, "grade", "01", str(subs), "--out", str(tmp_path / "grades"), "--only", "worked example 1"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    graded = grade(subs, tmp_path / "grades", env, "--only", "worked example 1")
     assert graded.returncode == 0, graded.stdout + graded.stderr
     graders = subprocess.run(
         [sys.executable, "-c", where_max_caches.format(str(tmp_path / "graders"))], env=env, timeout=300, check=True
