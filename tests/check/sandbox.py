@@ -496,36 +496,39 @@ class _Watch:
                 f"{MEMORY_LIMIT / 2**30:.0f} GiB) and was stopped: an allocation far larger than the inputs?",
                 self.during,
             )
+        passed = self._time_limit_passed(used, waited, outside)
+        if passed is None:
+            return None
+        if memory > MEMORY_LIMIT / 2:  # filling memory is slow where pages are slow to hand out: name the allocation
+            return LearnerOutOfMemory(
+                f"the process had grown to {memory / 2**30:.1f} GiB of memory when it passed its time limit while "
+                f"{self.during} (the memory limit is {MEMORY_LIMIT / 2**30:.0f} GiB) and was stopped: an allocation "
+                "far larger than the inputs?",
+                self.during,
+            )
+        return LearnerTimeout(
+            f"no answer within the time limit while {self.during}: {passed}; {RAISE_LIMITS}", self.during
+        )
+
+    def _time_limit_passed(self, used: float, waited: float, outside: str) -> str | None:
+        """Which time limit this call has passed, and what it suggests; None while it is within them all."""
         if self.code_cpu > self.code_limit:
             spent, limit = self.code_cpu, self.code_limit
-            return self._timeout(f"it used {spent:.0f} s of CPU{outside} (the limit is {limit:.0f} s), {LOOPING}")
+            return f"it used {spent:.0f} s of CPU{outside} (the limit is {limit:.0f} s), {LOOPING}"
         if used > self.cpu_limit and self.compile_cpu > used / 2:
-            return self._timeout(
+            return (
                 f"it used {used:.0f} s of CPU, {self.compile_cpu:.0f} s of it while MAX compiled (the limit is "
                 f"{self.cpu_limit:.0f} s): a slow or busy machine?"
             )
         if used > self.cpu_limit:
-            return self._timeout(f"it used {used:.0f} s of CPU (the limit is {self.cpu_limit:.0f} s), {LOOPING}")
+            return f"it used {used:.0f} s of CPU (the limit is {self.cpu_limit:.0f} s), {LOOPING}"
         if self.code_wall > self.code_wall_limit:
             spent, limit = self.code_wall, self.code_wall_limit
-            return self._timeout(
+            return (
                 f"{spent:.0f} s passed{outside} (the limit is {limit:.0f} s) with only {used:.0f} s of CPU, {BLOCKED}"
             )
         if waited > self.wall_limit:
-            return self._timeout(
+            return (
                 f"{waited:.0f} s passed (the limit is {self.wall_limit:.0f} s) with only {used:.0f} s of CPU, {BLOCKED}"
             )
         return None
-
-    def _timeout(self, what: str) -> LearnerError:
-        _, memory, _ = self._usage()
-        if memory > MEMORY_LIMIT / 2:  # filling memory is slow where pages are slow to hand out: name the allocation
-            return LearnerOutOfMemory(
-                f"the process had grown to {memory / 2**30:.1f} GiB of memory when it passed its time limit while "
-                f"{self.during} ({what.split(', ')[0]}; the memory limit is {MEMORY_LIMIT / 2**30:.0f} GiB) and was "
-                "stopped: an allocation far larger than the inputs?",
-                self.during,
-            )
-        return LearnerTimeout(
-            f"no answer within the time limit while {self.during}: {what}; {RAISE_LIMITS}", self.during
-        )
